@@ -1,0 +1,55 @@
+"""Pack training audio into a few compact files, to carry it to a training machine.
+
+Each group of sources becomes one long 16 kHz OGG/Vorbis file (Vorbis keeps the waveform:
+about 28 dB waveform SNR at quality 0.2, where Opus resamples internally and scores 14 dB).
+`streamae train denoiser` reads the pack like any other audio folder.
+
+    python scripts/make_train_pack.py --out .pack \
+        --group speech ../shared/data/speech/train data/extra/speech/speechocean762:every=8 \
+        --group noise ../shared/data/noise/train data/extra/noise
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from streamae.audio import read_audio, resample  # noqa: E402
+from streamae.train.data import list_audio  # noqa: E402
+
+RATE = 16000
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--group", nargs="+", action="append", required=True, metavar=("NAME", "SOURCE"),
+                   help="a group name then sources (files/folders; SOURCE:every=N keeps one file in N)")
+    p.add_argument("--quality", type=float, default=0.2, help="Vorbis compression level 0 (best) .. 1")
+    p.add_argument("--gap", type=float, default=0.1, help="seconds of silence between files")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, *sources in args.group:
+        clips = []
+        for source in sources:
+            path, _, opt = source.partition(":every=")
+            for f in list_audio([path])[:: int(opt or 1)]:
+                audio, rate = read_audio(f)
+                clips.append(np.pad(resample(audio[0], rate, RATE), (0, int(args.gap * RATE))))
+        joined = np.concatenate(clips)
+        joined /= max(1.0, float(np.abs(joined).max()) / 0.99)
+        target = out / f"{name}.ogg"
+        # libsndfile's Vorbis encoder crashes on very large single writes: feed it in blocks
+        with sf.SoundFile(target, "w", RATE, 1, format="OGG", subtype="VORBIS", compression_level=args.quality) as f:
+            for start in range(0, len(joined), RATE):
+                f.write(joined[start:start + RATE])
+        print(f"{target}: {len(clips)} files, {len(joined) / RATE / 60:.1f} min, {target.stat().st_size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Audio file I/O and resampling (soundfile + soxr); arrays are float32 [channels, samples]."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import StreamaeError
+
+RESAMPLE_QUALITY = "HQ"
+
+
+def open_input(path: str | Path) -> sf.SoundFile:
+    """Open an audio file for block reading, turning every failure into one clear message."""
+    path = Path(path)
+    if not path.exists():
+        raise StreamaeError("no such file", path)
+    if path.is_dir():
+        raise StreamaeError("is a directory, expected an audio file", path)
+    if path.stat().st_size == 0:
+        raise StreamaeError("file is empty", path)
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise StreamaeError(f"cannot read audio ({_reason(e)})", path) from None
+    if f.frames == 0:
+        f.close()
+        raise StreamaeError("file holds no audio samples", path)
+    return f
+
+
+def read_blocks(f: sf.SoundFile, block: int) -> Iterator[np.ndarray]:
+    """Yield float32 [channels, n] blocks; a decode error mid-file becomes a StreamaeError."""
+    while True:
+        try:
+            data = f.read(block, dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as e:
+            raise StreamaeError(f"cannot decode audio ({_reason(e)})", f.name) from None
+        if len(data) == 0:
+            return
+        yield np.ascontiguousarray(data.T)
+
+
+def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
+    """Whole file -> (float32 [channels, samples], sample_rate)."""
+    with open_input(path) as f:
+        blocks = list(read_blocks(f, 1 << 20))
+        return np.concatenate(blocks, axis=1), f.samplerate
+
+
+def output_format(path: str | Path, like: sf.SoundFile | None = None) -> tuple[str, str]:
+    """(format, subtype) implied by `path`'s extension, keeping `like`'s subtype if allowed."""
+    ext = Path(path).suffix.lower().lstrip(".")
+    formats = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "oga": "OGG", "opus": "OGG", "mp3": "MP3",
+               "aiff": "AIFF", "aif": "AIFF", "au": "AU", "caf": "CAF", "w64": "W64"}
+    if ext not in formats:
+        raise StreamaeError(f"unknown output format '.{ext}' (use one of: {', '.join(sorted(formats))})", path)
+    fmt = formats[ext]
+    if ext == "opus":
+        return fmt, "OPUS"
+    if like is not None and like.subtype and sf.check_format(fmt, like.subtype):
+        return fmt, like.subtype
+    return fmt, sf.default_subtype(fmt)
+
+
+class AtomicAudioWriter:
+    """Writes to a hidden temporary file beside `path` and renames it on success only.
+
+    Whatever goes wrong, `path` is either untouched or complete: never half-written.
+    """
+
+    def __init__(self, path: str | Path, sample_rate: int, channels: int, fmt: str, subtype: str):
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise StreamaeError("output folder does not exist", self.path.parent)
+        self._tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
+        try:
+            self._file = sf.SoundFile(str(self._tmp), "w", samplerate=sample_rate, channels=channels,
+                                      format=fmt, subtype=subtype)
+        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+            self._tmp.unlink(missing_ok=True)
+            raise StreamaeError(f"cannot write {fmt}/{subtype} at {sample_rate} Hz ({_reason(e)})", self.path) from None
+
+    def write(self, audio: np.ndarray) -> None:
+        """audio: float32 [channels, n]."""
+        self._file.write(np.clip(audio.T, -1.0, 1.0) if self._file.subtype.startswith("PCM") else audio.T)
+
+    def __enter__(self) -> "AtomicAudioWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._file.close()
+        if exc_type is None:
+            os.replace(self._tmp, self.path)
+        else:
+            self._tmp.unlink(missing_ok=True)
+
+
+def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
+    audio = np.atleast_2d(audio)
+    fmt, default = output_format(path)
+    with AtomicAudioWriter(path, sample_rate, audio.shape[0], fmt, subtype or default) as w:
+        w.write(audio)
+
+
+def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
+    """float32 [..., samples] at from_rate -> same at to_rate (soxr, linear phase)."""
+    if from_rate == to_rate:
+        return audio
+    x = np.atleast_2d(audio)
+    y = soxr.resample(x.T, from_rate, to_rate, quality=RESAMPLE_QUALITY).T
+    return np.ascontiguousarray(y.reshape(audio.shape[:-1] + y.shape[-1:]), dtype=np.float32)
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+    return text.split(": ", 1)[-1] if "Error opening" in text else text

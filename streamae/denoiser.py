@@ -1,0 +1,235 @@
+"""The denoiser runtime: the ONNX step graph driven by numpy, whole-signal and streaming.
+
+Every path (whole signal, file, live chunks) runs the same streaming core, so they agree
+sample for sample; `process()` is a stream fed everything at once.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+from . import runtime
+from .audio import RESAMPLE_QUALITY
+from .errors import StreamaeError
+
+DEFAULT_MODEL = "denoiser-v1.onnx"
+MAX_BLOCK_FRAMES = 2000  # frames per onnxruntime call when a lot of audio is waiting
+
+
+def step_graph_path(path: Path) -> Path:
+    """`X.onnx` (whole-signal graph) -> `X.step.onnx` (streaming step graph) beside it."""
+    if path.name.endswith(".step.onnx"):
+        return path
+    return path.with_name(path.name[: -len(".onnx")] + ".step.onnx") if path.suffix == ".onnx" else path
+
+
+class Denoiser:
+    """A trained denoising autoencoder, run by onnxruntime.
+
+    >>> d = Denoiser()                          # the shipped default model
+    >>> y = d.process(x, sample_rate=44100)     # [samples] or [channels, samples]
+    >>> s = d.stream(sample_rate=48000)         # chunk by chunk, fixed latency
+    """
+
+    def __init__(self, model: str | Path | None = None, threads: int = 1, device: str = "cpu",
+                 atten_lim_db: float | None = None):
+        path = Path(model) if model is not None else runtime.models_dir() / DEFAULT_MODEL
+        self.path = path
+        self.session = runtime.session(step_graph_path(path), threads=threads, device=device)
+        self.info = runtime.metadata(self.session)
+        if self.info.get("kind") != "denoiser":
+            raise StreamaeError("not a streamae denoiser step graph (metadata streamae.kind)", path)
+        config = self.info["config"]
+        self.sample_rate: int = config["sample_rate"]
+        self.hop: int = config["hop"]
+        self.delay: int = int(self.info["delay"])  # step output lags its input by this much
+        self.state_names = [i.name for i in self.session.get_inputs()[1:]]
+        self._state_shapes = [i.shape[1:] for i in self.session.get_inputs()[1:]]
+        self.dry_gain = 0.0 if atten_lim_db is None else 10.0 ** (-abs(atten_lim_db) / 20.0)
+
+    @property
+    def latency_samples(self) -> int:
+        """Algorithmic latency at the model's rate for any chunking: window - 1 samples."""
+        return self.delay + self.hop - 1
+
+    def initial_states(self, batch: int) -> list[np.ndarray]:
+        return [np.zeros([batch, *shape], np.float32) for shape in self._state_shapes]
+
+    def run_step(self, audio: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """One onnxruntime call: audio [B, T*hop] -> (clean [B, T*hop] lagging `delay`, states)."""
+        feeds = {"audio": audio, **dict(zip(self.state_names, states))}
+        clean, *states = self.session.run(None, feeds)
+        return clean, states
+
+    def stream(self, sample_rate: int | None = None, channels: int = 1,
+               resample_quality: str = RESAMPLE_QUALITY) -> "DenoiserStream":
+        return DenoiserStream(self, sample_rate or self.sample_rate, channels, resample_quality)
+
+    def process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Clean a whole signal, float32 [samples] or [channels, samples]; same shape out, time-aligned."""
+        x = _as_float32(audio)
+        if x.ndim not in (1, 2) or x.shape[-1] == 0:
+            raise StreamaeError(f"expected audio of shape [samples] or [channels, samples], got {x.shape}")
+        x2 = np.atleast_2d(x)
+        s = self.stream(sample_rate, channels=x2.shape[0])
+        out = np.concatenate([s.process(x2), np.atleast_2d(s.flush())], axis=-1)[:, s.latency_samples:]
+        return out.reshape(x.shape)
+
+
+class _ModelCore:
+    """Model-rate streaming: any number of samples in, every finished aligned sample out."""
+
+    def __init__(self, denoiser: Denoiser, channels: int):
+        self.d = denoiser
+        self.states = denoiser.initial_states(channels)
+        self.pending = np.zeros((channels, 0), np.float32)  # input not yet a whole hop
+        self.dry = np.zeros((channels, 0), np.float32)  # input awaiting its aligned output
+        self.to_skip = denoiser.delay  # leading output samples that precede time zero
+        self.samples_in = 0
+        self.samples_out = 0
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        self.samples_in += x.shape[-1]
+        if self.d.dry_gain:
+            self.dry = np.concatenate([self.dry, x], axis=-1)
+        return self._run(np.concatenate([self.pending, x], axis=-1))
+
+    def finish(self) -> np.ndarray:
+        """Zero-pad past the end until every input sample has its output; then reset."""
+        owed = self.samples_in - self.samples_out
+        pad = -(-(self.pending.shape[-1] + self.to_skip + owed) // self.d.hop) * self.d.hop
+        out = self._run(np.concatenate([self.pending, np.zeros((self.pending.shape[0], pad - self.pending.shape[-1]), np.float32)], axis=-1))
+        out = out[:, :owed] if out.shape[-1] >= owed else out
+        self.__init__(self.d, self.pending.shape[0])
+        return out
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        hop = self.d.hop
+        usable = x.shape[-1] // hop * hop
+        self.pending = x[:, usable:]
+        outs = []
+        block = MAX_BLOCK_FRAMES * hop
+        for start in range(0, usable, block):
+            clean, self.states = self.d.run_step(np.ascontiguousarray(x[:, start:min(start + block, usable)]), self.states)
+            outs.append(clean)
+        y = np.concatenate(outs, axis=-1) if outs else x[:, :0]
+        skip = min(self.to_skip, y.shape[-1])
+        self.to_skip -= skip
+        y = y[:, skip:]
+        self.samples_out += y.shape[-1]
+        if self.d.dry_gain:
+            dry, self.dry = self.dry[:, : y.shape[-1]], self.dry[:, y.shape[-1]:]
+            y = y + self.d.dry_gain * (np.pad(dry, ((0, 0), (0, y.shape[-1] - dry.shape[-1]))) - y)
+        return y
+
+
+class DenoiserStream:
+    """Chunk in, same-length chunk out: the cleaned signal delayed by `latency_samples`.
+
+    Resampling (soxr) to and from the model rate happens inside; its delay is part of
+    `latency_samples`, which is fixed for the life of the stream.
+    """
+
+    def __init__(self, denoiser: Denoiser, sample_rate: int, channels: int = 1,
+                 resample_quality: str = RESAMPLE_QUALITY):
+        if sample_rate <= 0:
+            raise StreamaeError(f"sample rate must be positive, got {sample_rate}")
+        self.denoiser = denoiser
+        self.sample_rate = int(sample_rate)
+        self.channels = channels
+        self.quality = resample_quality
+        self.latency_samples = _stream_latency(denoiser.sample_rate, self.sample_rate, denoiser.hop,
+                                               denoiser.delay, resample_quality)
+        self._reset()
+
+    def _reset(self) -> None:
+        d, r, c = self.denoiser, self.sample_rate, self.channels
+        self._core = _ModelCore(d, c)
+        self._down = self._up = None
+        if r != d.sample_rate:
+            self._down = soxr.ResampleStream(r, d.sample_rate, c, dtype="float32", quality=self.quality)
+            self._up = soxr.ResampleStream(d.sample_rate, r, c, dtype="float32", quality=self.quality)
+        self._fifo = np.zeros((c, self.latency_samples), np.float32)
+
+    @property
+    def latency_ms(self) -> float:
+        return 1000.0 * self.latency_samples / self.sample_rate
+
+    def process(self, chunk: np.ndarray) -> np.ndarray:
+        """float32 [n] (mono) or [channels, n] -> the same shape."""
+        x = _as_float32(chunk)
+        x2 = x.reshape(1, -1) if x.ndim == 1 else x
+        if x2.ndim != 2 or x2.shape[0] != self.channels:
+            raise StreamaeError(f"stream expects {self.channels} channel(s), got a chunk of shape {x.shape}")
+        self._append(self._resample_out(self._core.push(self._resample_in(x2))))
+        return self._pop(x2.shape[-1]).reshape(x.shape)
+
+    def flush(self) -> np.ndarray:
+        """The last `latency_samples` of output; the stream then starts afresh."""
+        y = self._core.push(self._resample_in(None))
+        y = np.concatenate([y, self._core.finish()], axis=-1)
+        self._append(self._resample_out(y, last=True))
+        # Resampling there and back can end a sample short or long: pad or cut to the promise.
+        out = self._fifo[:, : self.latency_samples]
+        out = np.pad(out, ((0, 0), (0, self.latency_samples - out.shape[-1])))
+        self._reset()
+        return out[0] if self.channels == 1 else out
+
+    def _resample_in(self, x: np.ndarray | None) -> np.ndarray:
+        if self._down is None:
+            return x if x is not None else np.zeros((self.channels, 0), np.float32)
+        if x is None:
+            y = self._down.resample_chunk(np.zeros((0, self.channels), np.float32), last=True)
+        else:
+            y = self._down.resample_chunk(np.ascontiguousarray(x.T))
+        return np.ascontiguousarray(y.reshape(-1, self.channels).T)
+
+    def _resample_out(self, y: np.ndarray, last: bool = False) -> np.ndarray:
+        if self._up is None:
+            return y
+        z = self._up.resample_chunk(np.ascontiguousarray(y.T), last=last)
+        return np.ascontiguousarray(z.reshape(-1, self.channels).T)
+
+    def _append(self, y: np.ndarray) -> None:
+        if y.shape[-1]:
+            self._fifo = np.concatenate([self._fifo, y], axis=-1)
+
+    def _pop(self, n: int) -> np.ndarray:
+        if self._fifo.shape[-1] < n:  # cannot happen if _stream_latency is right; never return short
+            raise RuntimeError(f"stream underrun: {self._fifo.shape[-1]} < {n} samples ready")
+        out, self._fifo = self._fifo[:, :n], self._fifo[:, n:]
+        return out
+
+
+@lru_cache(maxsize=32)
+def _stream_latency(model_rate: int, rate: int, hop: int, delay: int, quality: str) -> int:
+    """Worst-case lag of output behind input over every possible chunking, in samples at `rate`.
+
+    The model core's lag is arithmetic; the resamplers' lag is measured by feeding fresh
+    soxr streams one sample at a time (chunk-independent: soxr's output count depends on
+    the input count only).
+    """
+    if rate == model_rate:
+        return delay + hop - 1
+    down = soxr.ResampleStream(rate, model_rate, 1, dtype="float32", quality=quality)
+    up = soxr.ResampleStream(model_rate, rate, 1, dtype="float32", quality=quality)
+    one = np.zeros(1, np.float32)
+    core_in = core_ready = out = worst = 0
+    for n in range(1, rate // 2 + 4 * hop * rate // model_rate):
+        core_in += len(down.resample_chunk(one))
+        ready = max(0, core_in // hop * hop - delay)
+        if ready > core_ready:
+            out += len(up.resample_chunk(np.zeros(ready - core_ready, np.float32)))
+            core_ready = ready
+        worst = max(worst, n - out)
+    return worst
+
+
+def _as_float32(audio: np.ndarray) -> np.ndarray:
+    x = np.asarray(audio)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise StreamaeError(f"expected float audio in [-1, 1], got dtype {x.dtype}")
+    return np.ascontiguousarray(x, dtype=np.float32)

@@ -1,0 +1,84 @@
+"""Export a trained DenoiserNet to the two ONNX graphs the runtime ships.
+
+- `NAME.onnx`: whole signal, audio [B, N] (N a multiple of hop) -> clean [B, N], time-aligned.
+- `NAME.step.onnx`: one streaming step, audio [B, T*hop] + states -> clean + states.
+
+Both carry the model's metadata (`streamae.*` keys) so the runtime needs no side files.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+
+from .model import DenoiserNet
+
+OPSET = 18
+
+
+class _StepGraph(nn.Module):
+    def __init__(self, net: DenoiserNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, audio: torch.Tensor, *states: torch.Tensor):
+        clean, new_states, _ = self.net.step(audio, list(states))
+        return (clean, *new_states)
+
+
+def step_path_for(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.stem + ".step.onnx")
+
+
+def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple[Path, Path]:
+    """Write the whole-signal graph to `path` and the step graph beside it."""
+    net = net.eval().cpu()
+    path = Path(path)
+    hop = net.config.hop
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    frames = torch.export.Dim("frames", min=1, max=1_000_000)
+    example = torch.zeros(1, 4 * hop)
+    meta = {
+        "streamae.kind": "denoiser",
+        "streamae.config": json.dumps(net.config.to_dict()),
+        "streamae.delay": str(net.overlap),
+        **{f"streamae.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()},
+    }
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        states = net.initial_states(1)
+        state_names = [f"state_{i}" for i in range(len(states))]
+        state_dims = [{0: batch} for _ in states]
+        prog = torch.onnx.export(
+            _StepGraph(net), (example, *states), dynamo=True, external_data=False,
+            opset_version=OPSET, input_names=["audio", *state_names],
+            output_names=["clean", *[f"{n}_out" for n in state_names]],
+            dynamic_shapes=({0: batch, 1: frames * hop}, tuple(state_dims)), verbose=False,
+        )
+        step_path = step_path_for(path)
+        _save(prog, step_path, meta)
+
+        prog = torch.onnx.export(
+            net, (example,), dynamo=True, external_data=False, opset_version=OPSET,
+            input_names=["audio"], output_names=["clean"],
+            dynamic_shapes=({0: batch, 1: frames * hop},), verbose=False,
+        )
+        _save(prog, path, meta)
+    return path, step_path
+
+
+def _save(program, path: Path, meta: dict) -> None:
+    model = program.model_proto
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    tmp = path.with_name(path.name + ".tmp")
+    onnx.save(model, tmp)
+    tmp.replace(path)

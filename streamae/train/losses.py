@@ -1,0 +1,37 @@
+"""Training losses: SNR on the waveform plus a multi-resolution STFT magnitude loss."""
+from __future__ import annotations
+
+import torch
+
+EPS = 1e-8
+
+
+def snr_db(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-example SNR (dB); scale-dependent on purpose, so the level is kept too."""
+    noise = (target - estimate).pow(2).sum(-1)
+    return 10 * torch.log10(target.pow(2).sum(-1) + EPS) - 10 * torch.log10(noise + EPS)
+
+
+def si_sdr_db(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    target = target - target.mean(-1, keepdim=True)
+    estimate = estimate - estimate.mean(-1, keepdim=True)
+    scale = (estimate * target).sum(-1, keepdim=True) / (target.pow(2).sum(-1, keepdim=True) + EPS)
+    projection = scale * target
+    return 10 * torch.log10(projection.pow(2).sum(-1) + EPS) - 10 * torch.log10((estimate - projection).pow(2).sum(-1) + EPS)
+
+
+def multi_resolution_stft(estimate: torch.Tensor, target: torch.Tensor, reference: torch.Tensor,
+                          sizes: tuple[int, ...] = (256, 512, 1024)) -> torch.Tensor:
+    """Spectral convergence + log-magnitude L1, on signals normalised by `reference`'s RMS
+    (the noisy input) so every input level counts the same."""
+    norm = reference.pow(2).mean(-1, keepdim=True).sqrt() + 1e-5
+    estimate, target = estimate / norm, target / norm
+    total = estimate.new_zeros(())
+    for n in sizes:
+        window = torch.hann_window(n, device=estimate.device)
+        mags = [torch.stft(s, n, n // 4, window=window, return_complex=True).abs() for s in (estimate, target)]
+        est, tgt = mags
+        convergence = (tgt - est).norm(dim=(-2, -1)) / (tgt.norm(dim=(-2, -1)) + 1e-5)
+        log_mag = (torch.log(est + 1e-5) - torch.log(tgt + 1e-5)).abs().mean(dim=(-2, -1))
+        total = total + (convergence + log_mag).mean()
+    return total / len(sizes)

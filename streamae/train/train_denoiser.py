@@ -1,0 +1,171 @@
+"""Train the denoising autoencoder: resumable, time- or step-budgeted, then export to ONNX.
+
+    streamae train denoiser --speech DIR --noise DIR [--rir DIR] --run-dir runs/x \
+        --minutes 60 --export models/denoiser-v1.onnx
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from .data import MixConfig, Mixer, load_corpus
+from .losses import multi_resolution_stft, si_sdr_db, snr_db
+from .model import DenoiserConfig, DenoiserNet, count_parameters
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--speech", nargs="+", required=True, help="clean speech files or folders")
+    p.add_argument("--noise", nargs="+", required=True, help="noise files or folders")
+    p.add_argument("--rir", nargs="*", default=[], help="room impulse responses (optional)")
+    p.add_argument("--dev-speech", nargs="*", default=[], help="held-out speech for validation")
+    p.add_argument("--dev-noise", nargs="*", default=[], help="held-out noise for validation")
+    p.add_argument("--run-dir", default="runs/denoiser", help="checkpoints and logs; resumed if present")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--minutes", type=float, default=30.0, help="training time budget (wall clock)")
+    p.add_argument("--steps", type=int, default=0, help="step budget (0: time only)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=4.0, help="crop length")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--stft-weight", type=float, default=5.0)
+    p.add_argument("--sparsity", type=float, default=0.05, help="L1 weight on the code (relative to input RMS)")
+    p.add_argument("--bottleneck", type=int, default=DenoiserConfig.bottleneck)
+    p.add_argument("--hidden", type=int, default=DenoiserConfig.hidden)
+    p.add_argument("--code", type=int, default=DenoiserConfig.code)
+    p.add_argument("--dilations", type=int, nargs="+", default=list(DenoiserConfig.dilations))
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--export", default=None, help="write NAME.onnx and NAME.step.onnx when done")
+
+
+def main(args: argparse.Namespace) -> Path | None:
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    run_dir = Path(args.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "checkpoint.pt"
+
+    config = DenoiserConfig(code=args.code, bottleneck=args.bottleneck, hidden=args.hidden,
+                            dilations=tuple(args.dilations))
+    resume = ckpt_path.exists() and not args.fresh
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
+    if ckpt is not None:
+        config = DenoiserConfig.from_dict(ckpt["config"])
+    net = DenoiserNet(config).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    step, elapsed = 0, 0.0
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, elapsed = ckpt["step"], ckpt["elapsed"]
+        print(f"resumed {ckpt_path} at step {step}, {elapsed / 60:.1f} min", flush=True)
+    print(f"model: {count_parameters(net):,} parameters, latency {config.window - 1} samples; device {device}", flush=True)
+
+    sr = config.sample_rate
+    t0 = time.time()
+    mix = MixConfig(sample_rate=sr, seconds=args.seconds)
+    mixer = Mixer(load_corpus(args.speech, sr, 0.5), load_corpus(args.noise, sr, 0.2),
+                  load_corpus(args.rir, sr) if args.rir else [], device, mix, seed=args.seed + step)
+    print(f"data: {mixer.speech.seconds / sr / 3600:.2f} h speech, {mixer.noise.seconds / sr / 3600:.2f} h noise, "
+          f"{len(mixer.rirs)} RIRs (loaded in {time.time() - t0:.0f} s)", flush=True)
+    dev = _dev_batch(args, device, mix) if args.dev_speech and args.dev_noise else None
+
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    budget_s = args.minutes * 60
+    start, last_ckpt, last_log = time.time() - elapsed, time.time(), time.time()
+    logs: list[float] = []
+    net.train()
+    while True:
+        elapsed = time.time() - start
+        progress = max(elapsed / budget_s if budget_s else 0.0, step / args.steps if args.steps else 0.0)
+        if progress >= 1.0:
+            break
+        for g in opt.param_groups:
+            g["lr"] = _learning_rate(args.lr, step, progress)
+        noisy, clean = mixer.batch(args.batch)
+        estimate, code = net.forward_with_code(noisy)
+        loss_snr = -snr_db(estimate, clean).mean()
+        loss_stft = multi_resolution_stft(estimate, clean, noisy)
+        rms = noisy.pow(2).mean(-1).sqrt()[:, None, None] + 1e-5
+        loss_code = (code.abs() / rms).mean()
+        loss = loss_snr + args.stft_weight * loss_stft + args.sparsity * loss_code
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        step += 1
+        logs.append(-loss_snr.item())
+        if step % args.log_every == 0:
+            rate = args.log_every / (time.time() - last_log)
+            last_log = time.time()
+            recent = logs[-args.log_every:]
+            line = (f"step {step} | {elapsed / 60:5.1f}/{args.minutes:.0f} min | train SNR {sum(recent) / max(len(recent), 1):6.2f} dB"
+                    f" | stft {loss_stft.item():.3f} | code {loss_code.item():.3f} | lr {opt.param_groups[0]['lr']:.2e} | {rate:.1f} it/s")
+            if dev is not None and step % (args.log_every * 10) == 0:
+                line += f" | dev SI-SDR +{_dev_improvement(net, dev):.2f} dB"
+            print(line, flush=True)
+        if time.time() - last_ckpt > args.checkpoint_minutes * 60:
+            _save_checkpoint(ckpt_path, net, opt, step, time.time() - start)
+            last_ckpt = time.time()
+    _save_checkpoint(ckpt_path, net, opt, step, time.time() - start)
+    summary = {"steps": step, "minutes": round((time.time() - start) / 60, 1), "device": str(device),
+               "batch": args.batch, "crop_seconds": args.seconds, "sparsity_weight": args.sparsity}
+    if dev is not None:
+        summary["dev_si_sdr_improvement_db"] = round(_dev_improvement(net, dev), 2)
+    print("done: " + json.dumps(summary), flush=True)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if args.export:
+        from .export import export_denoiser  # onnx is only needed here
+
+        net = net.cpu().eval()
+        paths = export_denoiser(net, args.export, {"training": summary})
+        print(f"exported {paths[0]} and {paths[1]}", flush=True)
+        return paths[0]
+    return None
+
+
+def _learning_rate(peak: float, step: int, progress: float) -> float:
+    warmup = min(1.0, (step + 1) / 300)
+    return peak * warmup * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+def _dev_batch(args, device, mix: MixConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    sr = mix.sample_rate
+    dev_mix = MixConfig(**{**mix.__dict__, "snr_low": -5.0, "snr_high": 15.0, "p_clean": 0.0, "p_reverb": 0.0,
+                           "p_gap": 0.0, "p_second_noise": 0.0, "p_synthetic": 0.0})
+    m = Mixer(load_corpus(args.dev_speech, sr, 0.5), load_corpus(args.dev_noise, sr, 0.2), [], device, dev_mix, seed=1234)
+    return m.batch(32)
+
+
+@torch.no_grad()
+def _dev_improvement(net: DenoiserNet, dev) -> float:
+    noisy, clean = dev
+    net.eval()
+    est = net(noisy)
+    net.train()
+    return (si_sdr_db(est, clean) - si_sdr_db(noisy, clean)).mean().item()
+
+
+def _save_checkpoint(path: Path, net, opt, step: int, elapsed: float) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed,
+                "config": net.config.to_dict()}, tmp)
+    os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    main(parser.parse_args())

@@ -12,9 +12,11 @@ run() {  # name, extra args...
   mkdir -p "$OUT/$name"
   python3 -m streamae.train.train_denoiser "${common[@]}" --run-dir "$OUT/$name" "$@" > "$OUT/$name/log.txt" 2>&1
 }
-run medium &
-run large --bottleneck 128 --hidden 256 &
-run small --bottleneck 64 --hidden 128 &
-wait
+run medium & a=$!
+run large --bottleneck 128 --hidden 256 & b=$!
+run small --bottleneck 64 --hidden 128 & c=$!
+status=0
+for pid in $a $b $c; do wait "$pid" || status=1; done
 rm -f "$OUT"/*/summary.json
-tail -n 3 "$OUT"/*/log.txt
+tail -n 4 "$OUT"/*/log.txt
+exit $status

@@ -162,7 +162,7 @@ class Mixer:
         if not self.rirs:
             return sim
         real = torch.zeros(b, length, device=self.device)
-        idx = torch.randint(0, len(self.rirs), (b,), generator=self.gen, device="cpu")
+        idx = torch.randint(0, len(self.rirs), (b,), generator=self.gen, device=self.device)
         for i, j in enumerate(idx.tolist()):
             r = self.rirs[j]
             real[i, : r.shape[0]] = r

@@ -82,3 +82,22 @@ def _save(program, path: Path, meta: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     onnx.save(model, tmp)
     tmp.replace(path)
+
+
+@torch.no_grad()
+def code_sparsity(net: DenoiserNet, noisy: torch.Tensor, level_dbfs: float = -25.0) -> dict:
+    """How sparse the code (masked encoder output, what the decoder sees) really is.
+
+    Inputs are first scaled to `level_dbfs` RMS, since the absolute figure depends on level.
+    The ReLU makes exact zeros, so `zero_fraction` needs no threshold.
+    """
+    net = net.eval()
+    x = noisy * (10 ** (level_dbfs / 20) / noisy.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-8))
+    _, code = net.forward_with_code(x)
+    frame_max = code.amax(dim=1, keepdim=True)
+    return {
+        "level_dbfs": level_dbfs,
+        "zero_fraction": round(float((code == 0).float().mean()), 4),
+        "below_1pct_of_frame_max": round(float((code < 0.01 * frame_max).float().mean()), 4),
+        "mean_abs_code_over_rms": round(float(code.abs().mean() / x.pow(2).mean().sqrt()), 4),
+    }

@@ -127,13 +127,20 @@ def main(args: argparse.Namespace) -> Path | None:
     print("done: " + json.dumps(summary), flush=True)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if args.export:
-        from .export import export_denoiser  # onnx is only needed here
-
-        net = net.cpu().eval()
-        paths = export_denoiser(net, args.export, {"training": summary})
-        print(f"exported {paths[0]} and {paths[1]}", flush=True)
-        return paths[0]
+        probe = dev[0] if dev is not None else mixer.batch(16)[0]
+        return export(net, probe, args.export, summary)
     return None
+
+
+def export(net: DenoiserNet, probe: torch.Tensor, path: str | Path, training: dict) -> Path:
+    """Export both graphs, with the training summary and the measured code sparsity."""
+    from .export import code_sparsity, export_denoiser  # onnx is only needed here
+
+    net = net.cpu().eval()
+    sparsity = code_sparsity(net, probe.cpu())
+    paths = export_denoiser(net, path, {"training": training, "sparsity": sparsity, "parameters": count_parameters(net)})
+    print(f"exported {paths[0]} and {paths[1]}; code sparsity {json.dumps(sparsity)}", flush=True)
+    return paths[0]
 
 
 def _learning_rate(peak: float, step: int, progress: float) -> float:

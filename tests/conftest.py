@@ -1,0 +1,58 @@
+"""Shared fixtures: synthetic audio and one tiny model trained and exported for the session.
+
+Nothing here reads ../shared: the tests make their own signals or use files in examples/.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "models" / "denoiser-v1.onnx"
+
+
+def speechlike(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:
+    """Harmonic voiced segments with a moving pitch and syllable-rate envelope, and pauses."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 120 + 40 * np.sin(2 * np.pi * 0.7 * t + rng.uniform(0, 6))
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    voice = sum(np.sin(k * phase) / k for k in range(1, 20) if k * 180 < rate / 2)
+    envelope = np.clip(np.sin(2 * np.pi * 3.0 * t + rng.uniform(0, 6)), 0, None) ** 2
+    envelope *= (np.sin(2 * np.pi * 0.4 * t) > -0.5)
+    return (0.1 * voice * envelope).astype(np.float32)
+
+
+def noise(seconds: float, rate: int = 16000, seed: int = 1, level: float = 0.03) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (level * rng.standard_normal(int(seconds * rate))).astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """Train a tiny denoiser for a few steps through the CLI, export it, return the .onnx path."""
+    from streamae.cli import main
+
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "speech").mkdir()
+    (root / "noise").mkdir()
+    for i in range(3):
+        sf.write(root / "speech" / f"s{i}.wav", speechlike(3.0, seed=i), 16000)
+        sf.write(root / "noise" / f"n{i}.flac", noise(3.0, seed=10 + i), 16000)
+    path = root / "tiny.onnx"
+    code = main(["train", "denoiser", "--speech", str(root / "speech"), "--noise", str(root / "noise"),
+                 "--run-dir", str(root / "run"), "--steps", "4", "--batch", "2", "--seconds", "1",
+                 "--code", "32", "--bottleneck", "16", "--hidden", "16", "--dilations", "1", "2", "4",
+                 "--threads", "2", "--log-every", "2", "--export", str(path)])
+    assert code == 0 and path.exists()
+    return path
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    if not SHIPPED.exists():
+        pytest.fail(f"the shipped model {SHIPPED} is missing")
+    return SHIPPED

@@ -1,0 +1,23 @@
+"""The runtime never imports torch: checked in a fresh interpreter, end to end."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from conftest import REPO
+
+CHECK = """
+import sys, numpy as np, soundfile as sf
+from streamae.cli import main
+sf.write(sys.argv[1], (0.1 * np.random.default_rng(0).standard_normal(16000)).astype('float32'), 16000)
+assert main(["denoise", sys.argv[1], "-o", sys.argv[2], "--model", sys.argv[3]]) == 0
+leaked = sorted(m for m in sys.modules if m == "torch" or m.startswith(("torch.", "onnxscript")))
+assert not leaked, leaked
+print("ok")
+"""
+
+
+def test_denoise_never_imports_torch(tiny_model, tmp_path):
+    r = subprocess.run([sys.executable, "-c", CHECK, str(tmp_path / "in.wav"), str(tmp_path / "out.wav"),
+                        str(tiny_model)], capture_output=True, text=True, cwd=REPO)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

@@ -1,0 +1,30 @@
+"""The shipped default model: card present and truthful, and it really cleans speech."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import soundfile as sf
+
+from streamae import Denoiser
+from streamae.evaluation import si_sdr
+from conftest import REPO
+
+
+def test_card_describes_the_model(shipped_model):
+    card = json.loads(shipped_model.with_suffix(".json").read_text())
+    d = Denoiser(shipped_model)
+    assert card["sample_rate"] == d.sample_rate
+    assert card["latency_samples"] == d.latency_samples
+    assert card["parameters"] > 0 and 0 < card["sparsity"]["zero_fraction"] < 1
+    for key in ("pesq_wb", "stoi", "si_sdr"):
+        assert key in card["dev"]["streamae"] and key in card["dev"]["noisy"]
+
+
+def test_default_model_improves_the_example(shipped_model):
+    x, rate = sf.read(REPO / "examples" / "noisy_speech.flac", dtype="float32")
+    clean, _ = sf.read(REPO / "examples" / "clean_speech.flac", dtype="float32")
+    y = Denoiser().process(x, rate)  # the default must be the shipped model
+    assert si_sdr(y, clean) > si_sdr(x, clean) + 3.0
+    level_db = 20 * np.log10(np.sqrt(np.mean(y ** 2)) / np.sqrt(np.mean(clean ** 2)))
+    assert abs(level_db) < 3.0  # cleans without pumping the speech level up or down

@@ -1,0 +1,98 @@
+"""Streaming equals whole-signal output, at any chunk size and rate; latency is as promised."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from streamae import Denoiser, StreamaeError
+from conftest import noise, speechlike
+
+
+def run_stream(d: Denoiser, x: np.ndarray, rate: int, chunk: int) -> tuple[np.ndarray, int]:
+    s = d.stream(sample_rate=rate)
+    outs = []
+    for i in range(0, x.shape[-1], chunk):
+        piece = x[..., i:i + chunk]
+        out = s.process(piece)
+        assert out.shape == piece.shape  # exactly one sample out per sample in
+        outs.append(out)
+    tail = s.flush()
+    assert tail.shape[-1] == s.latency_samples
+    return np.concatenate(outs + [tail], axis=-1)[..., s.latency_samples:], s.latency_samples
+
+
+def whole_graph(path, x: np.ndarray, hop: int) -> np.ndarray:
+    """The exported whole-signal ONNX graph, run directly (no streamae code in the path)."""
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    config = json.loads(sess.get_modelmeta().custom_metadata_map["streamae.config"])
+    overlap = config["window"] - config["hop"]
+    padded = np.pad(x, (0, -(-(len(x) + overlap) // hop) * hop - len(x)))
+    return sess.run(None, {"audio": padded[None]})[0][0, : len(x)]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 160, 1000])
+def test_stream_equals_whole_signal_graph(tiny_model, chunk):
+    d = Denoiser(tiny_model)
+    x = speechlike(0.5 if chunk == 1 else 2.0) + noise(0.5 if chunk == 1 else 2.0)
+    streamed, latency = run_stream(d, x, 16000, chunk)
+    reference = whole_graph(tiny_model, x, d.hop)
+    assert latency == d.latency_samples
+    np.testing.assert_allclose(streamed, reference, atol=1e-4)
+    np.testing.assert_allclose(d.process(x, 16000), reference, atol=1e-4)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 160, 1000])
+def test_shipped_model_streams_exactly(shipped_model, chunk):
+    d = Denoiser(shipped_model)
+    x = speechlike(0.4 if chunk == 1 else 1.5, seed=3) + noise(0.4 if chunk == 1 else 1.5, seed=4)
+    streamed, _ = run_stream(d, x, 16000, chunk)
+    np.testing.assert_allclose(streamed, whole_graph(shipped_model, x, d.hop), atol=1e-4)
+
+
+def test_shipped_model_latency_is_at_most_10_ms(shipped_model):
+    d = Denoiser(shipped_model)
+    assert d.latency_samples <= 160
+    assert d.stream().latency_samples == d.latency_samples
+    window = d.info["config"]["window"]
+    assert d.latency_samples == window - 1
+
+
+@pytest.mark.parametrize("rate,chunk", [(44100, 1), (44100, 441), (48000, 480), (8000, 7), (22050, 1000)])
+def test_resampled_stream_matches_process(tiny_model, rate, chunk):
+    d = Denoiser(tiny_model)
+    seconds = 0.3 if chunk == 1 else 1.0
+    x = speechlike(seconds, rate) + noise(seconds, rate)
+    streamed, latency = run_stream(d, x, rate, chunk)
+    assert latency > d.latency_samples * rate / 16000  # resampling adds delay, and it is counted
+    np.testing.assert_allclose(streamed, d.process(x, rate), atol=1e-4)
+
+
+def test_channels_are_cleaned_independently(tiny_model):
+    d = Denoiser(tiny_model)
+    left, right = speechlike(1.0, seed=5) + noise(1.0, seed=6), noise(1.0, seed=7, level=0.1)
+    both = d.process(np.stack([left, right]), 16000)
+    assert both.shape == (2, len(left))
+    np.testing.assert_allclose(both[0], d.process(left, 16000), atol=1e-5)
+    np.testing.assert_allclose(both[1], d.process(right, 16000), atol=1e-5)
+
+
+def test_attenuation_limit_mixes_back_the_input(tiny_model):
+    x = speechlike(1.0) + noise(1.0)
+    wet = Denoiser(tiny_model).process(x, 16000)
+    limited = Denoiser(tiny_model, atten_lim_db=20).process(x, 16000)
+    np.testing.assert_allclose(limited, wet + 0.1 * (x - wet), atol=1e-5)
+
+
+def test_bad_input_is_refused(tiny_model):
+    d = Denoiser(tiny_model)
+    with pytest.raises(StreamaeError, match="float"):
+        d.process(np.zeros(100, np.int16), 16000)
+    with pytest.raises(StreamaeError, match="shape"):
+        d.process(np.zeros((1, 2, 3), np.float32), 16000)
+    with pytest.raises(StreamaeError, match="channel"):
+        d.stream(16000).process(np.zeros((2, 10), np.float32))
+    with pytest.raises(StreamaeError, match="not found"):
+        Denoiser("no/such/model.onnx")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import StreamaeError
+from .train.options import add_arguments as add_training_arguments
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,13 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"streamae {__version__}")
     sub = parser.add_subparsers(metavar="COMMAND")
 
-    p = sub.add_parser("denoise", help="clean an audio file", description="Clean an audio file: WAV/FLAC/OGG/MP3, "
-                       "any rate and channel count; the output keeps rate, channels, length and timing.")
-    p.add_argument("input", help="audio file to clean")
-    p.add_argument("-o", "--output", required=True, help="output file; its extension picks the format")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output (also OUTPUT == INPUT)")
-    _add_model_options(p)
-    p.set_defaults(run=_denoise)
+    for register in _task_parsers():
+        register(sub)
 
     p = sub.add_parser("info", help="show a model's card: rate, latency, size, training, scores")
     p.add_argument("model", nargs="?", default=None, help="model .onnx (default: the shipped denoiser)")
@@ -45,12 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model (needs the 'train' extra: torch)")
     train_sub = p.add_subparsers(metavar="MODEL")
     t = train_sub.add_parser("denoiser", help="train the denoising autoencoder")
-    _add_training_arguments(t)
+    add_training_arguments(t)
     t.set_defaults(run=_train_denoiser)
     return parser
 
 
-def _add_model_options(p: argparse.ArgumentParser) -> None:
+def _task_parsers():
+    """Each user task's module adds its own sub-command(s); importing them stays cheap
+    (no numpy-heavy or torch work at import)."""
+    from . import denoise
+
+    return [denoise.add_parser]
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="denoiser .onnx (default: the shipped model)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: let it choose)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="onnxruntime provider")
@@ -58,22 +62,11 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="keep the noise this many dB down instead of removing it (e.g. 20)")
 
 
-def _load_denoiser(args):
+def load_denoiser(args):
+    """The Denoiser the shared model options (add_model_options) ask for."""
     from .denoiser import Denoiser
 
     return Denoiser(args.model, threads=args.threads, device=args.device, atten_lim_db=args.atten_lim_db)
-
-
-def _denoise(args) -> int:
-    from .denoise import denoise_file
-
-    denoiser = _load_denoiser(args)
-    result = denoise_file(denoiser, args.input, args.output, overwrite=args.overwrite)
-    speed = result.audio_seconds / max(result.elapsed_seconds, 1e-9)
-    print(f"wrote {result.target} ({result.audio_seconds:.1f} s of audio in {result.elapsed_seconds:.2f} s, "
-          f"{speed:.0f}x real time; model latency {denoiser.latency_samples} samples = "
-          f"{1000 * denoiser.latency_samples / denoiser.sample_rate:.1f} ms at {denoiser.sample_rate} Hz)")
-    return 0
 
 
 def _info(args) -> int:
@@ -88,20 +81,10 @@ def _info(args) -> int:
     return 0
 
 
-def _add_training_arguments(p: argparse.ArgumentParser) -> None:
-    try:
-        from .train.train_denoiser import add_arguments
-    except ImportError as e:  # torch missing: say how to get it, but keep the parser usable
-        p.set_defaults(missing=str(e))
-        p.add_argument("rest", nargs=argparse.REMAINDER)
-        return
-    add_arguments(p)
-
-
 def _train_denoiser(args) -> int:
-    if getattr(args, "missing", None):
-        raise StreamaeError(f"training needs torch ({args.missing}); install with: pip install -e '.[train]'")
-    from .train.train_denoiser import main as train
-
+    try:
+        from .train.train_denoiser import main as train
+    except ImportError as e:
+        raise StreamaeError(f"training needs torch and onnx ({e}); install with: pip install -e '.[train]'") from None
     train(args)
     return 0

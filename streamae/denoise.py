@@ -6,6 +6,7 @@ latency is dropped from the front and flushed from the back).
 """
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from dataclasses import dataclass
@@ -60,3 +61,27 @@ def _check_target(source: Path, target: Path, overwrite: bool) -> None:
             same = source.exists() and os.path.samefile(source, target)
             raise StreamaeError("is the input file; pass --overwrite to replace it" if same
                                 else "already exists; pass --overwrite to replace it", target)
+
+
+def add_parser(sub) -> None:
+    from .cli import add_model_options
+
+    p = sub.add_parser("denoise", help="clean an audio file", description="Clean an audio file: WAV/FLAC/OGG/MP3, "
+                       "any rate and channel count; the output keeps rate, channels, length and timing.")
+    p.add_argument("input", help="audio file to clean")
+    p.add_argument("-o", "--output", required=True, help="output file; its extension picks the format")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output (also OUTPUT == INPUT)")
+    add_model_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .cli import load_denoiser
+
+    denoiser = load_denoiser(args)
+    result = denoise_file(denoiser, args.input, args.output, overwrite=args.overwrite)
+    speed = result.audio_seconds / max(result.elapsed_seconds, 1e-9)
+    print(f"wrote {result.target} ({result.audio_seconds:.1f} s of audio in {result.elapsed_seconds:.2f} s, "
+          f"{speed:.0f}x real time; model latency {denoiser.latency_samples} samples = "
+          f"{1000 * denoiser.latency_samples / denoiser.sample_rate:.1f} ms at {denoiser.sample_rate} Hz)")
+    return 0

@@ -11,34 +11,11 @@ step graph (states as explicit inputs/outputs) that agree sample for sample.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class DenoiserConfig:
-    sample_rate: int = 16000
-    window: int = 160  # analysis window W (samples); latency is W - 1
-    hop: int = 80  # H
-    code: int = 256  # code channels (filterbank size)
-    bottleneck: int = 96
-    hidden: int = 192
-    kernel: int = 3
-    dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)  # 2.5 s receptive field
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["dilations"] = list(self.dilations)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "DenoiserConfig":
-        d = dict(d)
-        d["dilations"] = tuple(d["dilations"])
-        return cls(**d)
+from .config import DenoiserConfig
 
 
 LOG_FLOOR = 1e-4  # keeps log(code) finite where the ReLU code is exactly zero

@@ -1,0 +1,27 @@
+"""Model hyper-parameters: plain data, importable without torch (the CLI parser uses it)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class DenoiserConfig:
+    sample_rate: int = 16000
+    window: int = 160  # analysis window W (samples); latency is W - 1
+    hop: int = 80  # H
+    code: int = 256  # code channels (filterbank size)
+    bottleneck: int = 96
+    hidden: int = 192
+    kernel: int = 3
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)  # 2.5 s receptive field
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["dilations"] = list(self.dilations)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DenoiserConfig":
+        d = dict(d)
+        d["dilations"] = tuple(d["dilations"])
+        return cls(**d)

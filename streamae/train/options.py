@@ -1,0 +1,33 @@
+"""Command-line options for `streamae train denoiser` (torch-free, so `streamae --help` stays light)."""
+from __future__ import annotations
+
+import argparse
+
+from .config import DenoiserConfig
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--speech", nargs="+", required=True, help="clean speech files or folders")
+    p.add_argument("--noise", nargs="+", required=True, help="noise files or folders")
+    p.add_argument("--rir", nargs="*", default=[], help="room impulse responses (optional)")
+    p.add_argument("--dev-speech", nargs="*", default=[], help="held-out speech for validation")
+    p.add_argument("--dev-noise", nargs="*", default=[], help="held-out noise for validation")
+    p.add_argument("--run-dir", default="runs/denoiser", help="checkpoints and logs; resumed if present")
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--minutes", type=float, default=30.0, help="training time budget (wall clock)")
+    p.add_argument("--steps", type=int, default=0, help="step budget (0: time only)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=4.0, help="crop length")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--stft-weight", type=float, default=5.0)
+    p.add_argument("--sparsity", type=float, default=0.05, help="L1 weight on the code (relative to input RMS)")
+    p.add_argument("--bottleneck", type=int, default=DenoiserConfig.bottleneck)
+    p.add_argument("--hidden", type=int, default=DenoiserConfig.hidden)
+    p.add_argument("--code", type=int, default=DenoiserConfig.code)
+    p.add_argument("--dilations", type=int, nargs="+", default=list(DenoiserConfig.dilations))
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--export", default=None, help="write NAME.onnx and NAME.step.onnx when done")

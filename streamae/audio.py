@@ -119,3 +119,21 @@ def resample(audio: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
 def _reason(e: Exception) -> str:
     text = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
     return text.split(": ", 1)[-1] if "Error opening" in text else text
+
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+
+
+def audio_files(paths: list[str | Path]) -> list[Path]:
+    """Files named directly plus the audio files under named folders (sorted); none is an error."""
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file())
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise StreamaeError("no such file or folder", p)
+    if not files:
+        raise StreamaeError(f"no audio files under {', '.join(map(str, paths))}")
+    return files

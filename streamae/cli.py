@@ -49,9 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _task_parsers():
     """Each user task's module adds its own sub-command(s); importing them stays cheap
     (no numpy-heavy or torch work at import)."""
-    from . import denoise
+    from . import denoise, live
+    from .anomaly import cli as anomaly
 
-    return [denoise.add_parser]
+    return [denoise.add_parser, live.add_parser, anomaly.add_parser]
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:

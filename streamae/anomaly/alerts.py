@@ -1,0 +1,158 @@
+"""From window scores to alerts: k-of-n hysteresis with a cooldown, and where alerts go.
+
+One fault should be one alert, not a storm: an alert starts when k of the last n windows
+are above the threshold, ends when k of the last n are below it, and a new one cannot start
+until `cooldown_s` after the previous one ended. Webhooks are posted from a background
+thread with a timeout and retries, so a slow or dead endpoint never holds up the audio.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import sys
+import threading
+import time
+import urllib.request
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, TextIO
+
+from ..errors import StreamaeError
+from .scorer import WindowScore
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    k: int = 3
+    n: int = 4
+    cooldown_s: float = 30.0
+
+    def __post_init__(self):
+        if not 1 <= self.k <= self.n:
+            raise StreamaeError(f"need 1 <= k <= n for k-of-n alerts, got k={self.k}, n={self.n}")
+        if self.cooldown_s < 0:
+            raise StreamaeError(f"cooldown must be >= 0 s, got {self.cooldown_s}")
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+class Hysteresis:
+    """Feed window scores in order; get anomaly_start / anomaly_end events (dicts) back."""
+
+    def __init__(self, threshold: float, policy: AlertPolicy = AlertPolicy()):
+        self.threshold, self.policy = threshold, policy
+        self._recent: deque[WindowScore] = deque(maxlen=policy.n)
+        self._active: dict | None = None  # the open alert: onset, peak
+        self._ended_at = -float("inf")
+
+    @property
+    def active(self) -> bool:
+        return self._active is not None
+
+    def update(self, w: WindowScore) -> dict | None:
+        self._recent.append(w)
+        above = [r for r in self._recent if r.score > self.threshold]
+        if self._active is None:
+            cooled = w.end_s - self._ended_at >= self.policy.cooldown_s
+            if len(above) >= self.policy.k and cooled:
+                self._active = {"onset_s": above[0].start_s, "offset_s": w.end_s, "peak": w.score}
+                return self._event("anomaly_start", w, onset_s=round(above[0].start_s, 3))
+            return None
+        self._active["peak"] = max(self._active["peak"], w.score)
+        if len(self._recent) - len(above) >= self.policy.k:
+            return self._end(w)
+        return None
+
+    def close(self, last: WindowScore | None) -> dict | None:
+        """At the end of the stream an open alert ends too (so every start has its end)."""
+        if self._active is None or last is None:
+            return None
+        return self._end(last, reason="stream ended")
+
+    def _end(self, w: WindowScore, **extra) -> dict:
+        started = self._active
+        self._active, self._ended_at = None, w.end_s
+        return self._event("anomaly_end", w, duration_s=round(w.end_s - started["offset_s"], 3),
+                           peak_score=round(started["peak"], 6), **extra)
+
+    def _event(self, kind: str, w: WindowScore, **extra) -> dict:
+        return {"event": kind, "time": now_iso(), "offset_s": round(w.end_s, 3), "score": round(w.score, 6),
+                "threshold": round(self.threshold, 6), **extra}
+
+
+class JsonLines:
+    """Appends one JSON object per line to an open text stream or a file, flushed at once."""
+
+    def __init__(self, target: TextIO | str | Path):
+        self._owned = not hasattr(target, "write")
+        if self._owned:
+            path = Path(target)
+            if not path.parent.is_dir():
+                raise StreamaeError("folder does not exist", path.parent)
+            target = open(path, "a", encoding="utf-8")
+        self._out = target
+
+    def __call__(self, obj: dict) -> None:
+        self._out.write(json.dumps(obj) + "\n")
+        self._out.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self._out.close()
+
+
+class Webhook:
+    """POSTs each alert as JSON from a background thread: timeout, retries with backoff,
+    a bounded queue (the oldest undelivered alerts are dropped first), never blocking."""
+
+    def __init__(self, url: str, timeout_s: float = 3.0, retries: int = 3, backoff_s: float = 0.5,
+                 max_queue: int = 100, log: Callable[[str], None] | None = None):
+        if not url.startswith(("http://", "https://")):
+            raise StreamaeError(f"--webhook must be an http:// or https:// URL, got {url!r}")
+        self.url, self.timeout_s, self.retries, self.backoff_s = url, timeout_s, retries, backoff_s
+        self.delivered = self.failed = self.dropped = 0
+        self._log = log or (lambda msg: print(f"streamae: webhook: {msg}", file=sys.stderr, flush=True))
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._thread = threading.Thread(target=self._run, name="streamae-webhook", daemon=True)
+        self._thread.start()
+
+    def __call__(self, event: dict) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(event)
+                return
+            except queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+
+    def close(self, wait_s: float = 5.0) -> None:
+        """Give queued alerts up to `wait_s` to go out, then stop waiting (the thread is a daemon)."""
+        self._queue.put(None)
+        self._thread.join(wait_s)
+
+    def _run(self) -> None:
+        while (event := self._queue.get()) is not None:
+            self._deliver(event)
+
+    def _deliver(self, event: dict) -> None:
+        body = json.dumps(event).encode()
+        for attempt in range(self.retries + 1):
+            try:
+                req = urllib.request.Request(self.url, data=body, method="POST",
+                                             headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as r:
+                    r.read()
+                self.delivered += 1
+                return
+            except Exception as e:  # URLError, HTTPError, timeouts, resets: all just mean "not delivered"
+                error = e
+            time.sleep(self.backoff_s * 2 ** attempt)
+        self.failed += 1
+        self._log(f"gave up on a {event.get('event')} alert after {self.retries + 1} tries ({error})")

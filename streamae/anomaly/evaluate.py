@@ -1,0 +1,35 @@
+"""`streamae anomaly eval`: how well a model separates labelled normal and anomalous recordings."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import audio_files
+from . import metrics
+from .scorer import AnomalyModel
+
+
+def evaluate(model: AnomalyModel, normal: list[str | Path], anomalous: list[str | Path], hop_seconds: float = 0.5) -> dict:
+    """File-level (as DCASE reports it) and window-level (as the monitor sees it) AUC, pAUC
+    (FPR <= 0.1), TPR at 1 % FPR, and the confusion at the model's threshold."""
+    scored = {label: [model.file_window_scores(p, hop_seconds) for p in audio_files(paths)]
+              for label, paths in (("normal", normal), ("anomalous", anomalous))}
+    files = {k: np.array([np.mean([w.score for w in ws]) for ws in v if ws]) for k, v in scored.items()}
+    windows = {k: np.array([w.score for ws in v for w in ws]) for k, v in scored.items()}
+    report = {"model": str(model.path), "threshold": model.threshold}
+    for level, s in (("files", files), ("windows", windows)):
+        report[level] = {**metrics.summary(s["normal"], s["anomalous"]),
+                         "at_threshold": metrics.confusion(s["normal"], s["anomalous"], model.threshold)}
+    return report
+
+
+def format_report(report: dict) -> str:
+    lines = [f"model {report['model']}, threshold {report['threshold']:.4f}"]
+    for level in ("files", "windows"):
+        r, c = report[level], report[level]["at_threshold"]
+        lines.append(f"{level:7s} {r['normal']} normal / {r['anomalous']} anomalous: AUC {r['auc']:.3f}  "
+                     f"pAUC(FPR<=0.1) {r['pauc']:.3f}  TPR@1%FPR {r['tpr_at_1pct_fpr']:.3f}  | at threshold: "
+                     f"{c['true_positives']} TP, {c['false_negatives']} FN, {c['false_positives']} FP, "
+                     f"{c['true_negatives']} TN")
+    return "\n".join(lines)

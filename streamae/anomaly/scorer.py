@@ -1,0 +1,114 @@
+"""Run an anomaly model (ONNX) on audio: per-window scores, streaming, and per-file scores.
+
+numpy + onnxruntime only. Every path (file, folder, live) goes through `ScoreStream`, so
+a window gets the same score however the audio arrived.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import runtime
+from ..audio import open_input, read_blocks
+from ..errors import StreamaeError
+from .features import FILE_BLOCK_SECONDS, FeatureConfig, FeatureStream, WindowCutter
+
+DEFAULT_HOP_SECONDS = 0.5  # a new score every half second
+BATCH = 256  # windows per onnxruntime call
+
+
+@dataclass(frozen=True)
+class WindowScore:
+    start_s: float
+    end_s: float
+    score: float
+
+
+@dataclass(frozen=True)
+class FileScore:
+    file: str
+    score: float  # mean of the window scores
+    threshold: float
+    anomalous: bool
+    max_window_score: float
+    windows: int
+    windows_above: int
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "score": round(self.score, 6), "threshold": round(self.threshold, 6),
+                "anomalous": self.anomalous, "max_window_score": round(self.max_window_score, 6),
+                "windows": self.windows, "windows_above": self.windows_above, "seconds": round(self.seconds, 3)}
+
+
+class AnomalyModel:
+    """A trained anomaly autoencoder: normalised log-mel windows in, reconstruction error out.
+
+    >>> m = AnomalyModel("models/anomaly-mimii-id00.onnx")
+    >>> m.score_file("examples/machine/anomalous.flac").anomalous
+    """
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        self.path = Path(path)
+        self.session = runtime.session(self.path, threads=threads)
+        self.info = runtime.metadata(self.session)
+        if self.info.get("kind") != "anomaly":
+            raise StreamaeError("not a streamae anomaly model (metadata streamae.kind is "
+                                f"{self.info.get('kind')!r}, expected 'anomaly')", self.path)
+        self.features = FeatureConfig.from_dict(self.info["features"])
+        threshold = self.info.get("threshold")
+        self.threshold = float(threshold) if threshold is not None else float("inf")
+        self._input = self.session.get_inputs()[0].name
+
+    def score_windows(self, windows: np.ndarray) -> np.ndarray:
+        """Normalised windows [N, bands, window_frames] -> scores [N] (higher = more anomalous)."""
+        out = [self.session.run(["score"], {self._input: np.ascontiguousarray(windows[i:i + BATCH], np.float32)})[0]
+               for i in range(0, len(windows), BATCH)]
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+    def stream(self, sample_rate: int, channels: int = 1, hop_seconds: float = DEFAULT_HOP_SECONDS) -> "ScoreStream":
+        return ScoreStream(self, sample_rate, channels, hop_seconds)
+
+    def file_window_scores(self, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS) -> list[WindowScore]:
+        with open_input(path) as f:
+            stream = self.stream(f.samplerate, f.channels, hop_seconds)
+            scores = [s for b in read_blocks(f, int(FILE_BLOCK_SECONDS * f.samplerate)) for s in stream.push(b)]
+            return scores + stream.finish()
+
+    def score_file(self, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS) -> FileScore:
+        windows = self.file_window_scores(path, hop_seconds)
+        if not windows:
+            raise StreamaeError(f"shorter than the model's {self.features.window_seconds:.2f} s window", path)
+        scores = np.array([w.score for w in windows])
+        score = float(scores.mean())
+        return FileScore(str(path), score, self.threshold, score > self.threshold, float(scores.max()), len(scores),
+                         int((scores > self.threshold).sum()), windows[-1].end_s)
+
+
+class ScoreStream:
+    """Audio blocks in, a WindowScore for every finished window out (hop_seconds apart)."""
+
+    def __init__(self, model: AnomalyModel, sample_rate: int, channels: int = 1,
+                 hop_seconds: float = DEFAULT_HOP_SECONDS):
+        if sample_rate <= 0:
+            raise StreamaeError(f"sample rate must be positive, got {sample_rate}")
+        if hop_seconds <= 0:
+            raise StreamaeError(f"window hop must be positive, got {hop_seconds} s")
+        cfg = model.features
+        self.model, self.cfg = model, cfg
+        self._features = FeatureStream(cfg, sample_rate, channels)
+        self._cutter = WindowCutter(cfg, cfg.frames_for(hop_seconds))
+        self.channels = channels
+
+    def push(self, block: np.ndarray, last: bool = False) -> list[WindowScore]:
+        """block: float32 [channels, n] or [n]."""
+        windows, starts = self._cutter.push(self._features.push(block, last=last))
+        scores = self.model.score_windows(windows)
+        cfg = self.cfg
+        return [WindowScore(s * cfg.hop / cfg.sample_rate, ((s + cfg.window_frames - 1) * cfg.hop + cfg.n_fft)
+                            / cfg.sample_rate, float(v)) for s, v in zip(starts, scores)]
+
+    def finish(self) -> list[WindowScore]:
+        return self.push(np.zeros((self.channels, 0), np.float32), last=True)

@@ -1,0 +1,291 @@
+"""Train the anomaly monitor's sparse convolutional autoencoder on normal sound only.
+
+    streamae anomaly train --normal DIR [--val-normal DIR] -o MODEL.onnx
+
+Features come from `streamae.anomaly.features` (the runtime's own front end); the model
+learns to reconstruct normal log-mel windows through a narrow, L1-penalised code, so
+sounds it never heard reconstruct badly. Training is resumable from its run folder; the
+exported graph is calibrated through the runtime scorer before its threshold is stored.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from ..anomaly.calibrate import calibrate
+from ..anomaly.features import FeatureConfig, file_frames, window_at, window_starts
+from ..anomaly.scorer import AnomalyModel
+from ..audio import audio_files
+from ..errors import StreamaeError
+from .export import OPSET, _save
+
+STATS_WINDOWS = 2000  # random windows that set the per-band mean and spread
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    bands: int = 64
+    window_frames: int = 122
+    hidden: int = 96
+    code: int = 12  # channels per 2 frames: 128 numbers in, 12 through the code
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "NetConfig":
+        return cls(**d)
+
+
+class SparseConvAE(nn.Module):
+    """Log-mel window [B, bands, frames] -> per-frame squared reconstruction error.
+
+    Bands are channels and convolutions run over time; the code has half the frames and
+    `code` << bands channels (undercomplete) behind a ReLU, whose zeros the L1 penalty
+    multiplies. Inputs are standardised per band with training statistics kept in the graph.
+    """
+
+    def __init__(self, cfg: NetConfig):
+        super().__init__()
+        self.config = cfg
+        b, h, c = cfg.bands, cfg.hidden, cfg.code
+        self.register_buffer("mean", torch.zeros(1, b, 1))
+        self.register_buffer("std", torch.ones(1, b, 1))
+        self.encoder = nn.Sequential(
+            nn.Conv1d(b, h, 5, padding=2), nn.ReLU(),
+            nn.Conv1d(h, h, 5, stride=2, padding=2), nn.ReLU(),
+            nn.Conv1d(h, c, 3, padding=1), nn.ReLU())
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose1d(c, h, 4, stride=2, padding=1), nn.ReLU(),
+            nn.Conv1d(h, h, 5, padding=2), nn.ReLU(),
+            nn.Conv1d(h, b, 5, padding=2))
+
+    def forward_with_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = (x - self.mean) / self.std
+        code = self.encoder(z)
+        frame_error = (self.decoder(code) - z).pow(2).mean(dim=1)
+        return frame_error, code
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (window score [B], frame error [B, frames]); the runtime reads `score`."""
+        frame_error, _ = self.forward_with_code(x)
+        return frame_error.mean(dim=1), frame_error
+
+
+class WindowSampler:
+    """Random normalised windows from a set of files' log-mel frames, each window equally likely."""
+
+    def __init__(self, frames: list[np.ndarray], cfg: FeatureConfig, seed: int):
+        self.frames, self.cfg = frames, cfg
+        counts = np.array([f.shape[1] - cfg.window_frames + 1 for f in frames])
+        self.p = counts / counts.sum()
+        self.counts = counts
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, size: int) -> np.ndarray:
+        files = self.rng.choice(len(self.frames), size=size, p=self.p)
+        return np.stack([window_at(self.frames[i], int(self.rng.integers(self.counts[i])), self.cfg) for i in files])
+
+
+def load_frames(files: list[Path], cfg: FeatureConfig) -> tuple[list[np.ndarray], list[Path]]:
+    """Log-mel frames of every file at least one window long (the others are reported, not used)."""
+    frames, used = [], []
+    for f in files:
+        x = file_frames(f, cfg)
+        if x.shape[1] >= cfg.window_frames:
+            frames.append(x)
+            used.append(f)
+        else:
+            print(f"skipping {f}: shorter than one {cfg.window_seconds:.2f} s window", file=sys.stderr)
+    if not frames:
+        raise StreamaeError(f"no normal file is at least one {cfg.window_seconds:.2f} s window long")
+    return frames, used
+
+
+def split_files(normal: list[Path], val_normal: list[Path] | None, fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """(train, calibration) files: the given validation set, or a seeded `fraction` held out of `normal`."""
+    if val_normal:
+        return normal, val_normal
+    if len(normal) < 2:
+        raise StreamaeError("need at least two normal files to hold one out for the threshold (or pass --val-normal)")
+    order = np.random.default_rng(seed).permutation(len(normal))
+    n_val = min(len(normal) - 1, max(1, round(fraction * len(normal))))
+    held = set(order[:n_val].tolist())
+    return [f for i, f in enumerate(normal) if i not in held], [f for i, f in enumerate(normal) if i in held]
+
+
+def main(args: argparse.Namespace) -> Path:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    out = Path(args.output)
+    if out.suffix != ".onnx":
+        raise StreamaeError("the model path must end in .onnx", out)
+    if not out.parent.is_dir():
+        raise StreamaeError("output folder does not exist", out.parent)
+    run_dir = Path(args.run_dir or Path("runs") / f"anomaly-{out.stem}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "checkpoint.pt"
+    resume = ckpt_path.exists() and not args.fresh
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
+
+    feats = FeatureConfig.from_dict(ckpt["features"]) if ckpt else _features_for(args.window_seconds)
+    train_files, val_files = split_files(audio_files(args.normal), audio_files(args.val_normal) if args.val_normal else None,
+                                         args.val_fraction, args.seed)
+    t0 = time.time()
+    frames, train_files = load_frames(train_files, feats)
+    hours = sum(f.shape[1] for f in frames) * feats.hop / feats.sample_rate / 3600
+    print(f"data: {len(train_files)} normal files, {hours * 60:.1f} min (features in {time.time() - t0:.0f} s); "
+          f"{len(val_files)} held-out files for the threshold", flush=True)
+
+    net_cfg = NetConfig.from_dict(ckpt["net"]) if ckpt else NetConfig(feats.bands, feats.window_frames, args.hidden, args.code)
+    net = SparseConvAE(net_cfg)
+    sampler = WindowSampler(frames, feats, args.seed)
+    if ckpt is None:
+        _set_band_stats(net, sampler.batch(STATS_WINDOWS))
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    step, elapsed = 0, 0.0
+    if ckpt is not None:
+        net.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, elapsed = ckpt["step"], ckpt["elapsed"]
+        sampler.rng = np.random.default_rng(args.seed + step)
+        print(f"resumed {ckpt_path} at step {step}, {elapsed / 60:.1f} min", flush=True)
+    params = sum(p.numel() for p in net.parameters())
+    print(f"model: sparse conv autoencoder, {params:,} parameters, {feats.window_seconds:.2f} s windows, "
+          f"code {net_cfg.code} channels x {feats.window_frames // 2} frames, L1 weight {args.sparsity}", flush=True)
+
+    step, elapsed, loss_log = _train(net, opt, sampler, args, step, elapsed, ckpt_path, feats)
+    probe = torch.from_numpy(WindowSampler(frames, feats, args.seed + 1).batch(512))
+    sparsity = code_sparsity(net, probe)
+    training = {"normal": [str(p) for p in args.normal], "files": len(train_files), "hours": round(hours, 3),
+                "steps": step, "minutes": round(elapsed / 60, 2), "batch": args.batch, "lr": args.lr,
+                "sparsity_weight": args.sparsity, "final_loss": loss_log, "seed": args.seed, "parameters": params}
+    return export(net, feats, out, training, sparsity, val_files, args.percentile)
+
+
+def _features_for(window_seconds: float) -> FeatureConfig:
+    """Default features with the window nearest `window_seconds`, rounded to an even frame count
+    (the code halves the frames and the decoder doubles them back)."""
+    base = FeatureConfig()
+    frames = 1 + max(0, round(window_seconds * base.sample_rate) - base.n_fft) // base.hop
+    return FeatureConfig(window_frames=max(4, frames // 2 * 2))
+
+
+def _set_band_stats(net: SparseConvAE, windows: np.ndarray) -> None:
+    x = torch.from_numpy(windows)
+    net.mean.copy_(x.mean(dim=(0, 2), keepdim=True)[0:1])
+    net.std.copy_(x.std(dim=(0, 2), keepdim=True).clamp(min=0.5)[0:1])
+
+
+def _train(net: SparseConvAE, opt, sampler: WindowSampler, args, step: int, elapsed: float, ckpt_path: Path,
+           feats: FeatureConfig) -> tuple[int, float, dict]:
+    budget_s, total = args.minutes * 60, args.steps
+    start = time.time() - elapsed
+    last_ckpt = last_log = time.time()
+    recent: list[tuple[float, float]] = []
+    net.train()
+    while True:
+        elapsed = time.time() - start
+        progress = max(elapsed / budget_s if budget_s else 0.0, step / total if total else 0.0)
+        if progress >= 1.0:
+            break
+        for g in opt.param_groups:
+            g["lr"] = args.lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+        frame_error, code = net.forward_with_code(torch.from_numpy(sampler.batch(args.batch)))
+        mse, l1 = frame_error.mean(), code.abs().mean()
+        loss = mse + args.sparsity * l1
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        step += 1
+        recent.append((mse.item(), l1.item()))
+        if time.time() - last_log > args.log_seconds:
+            m = np.mean(recent[-50:], axis=0)
+            eta = (1 - progress) / max(progress, 1e-9) * elapsed
+            print(f"{_bar(progress)} step {step} | {elapsed / 60:4.1f} min, ~{eta / 60:.1f} min left | "
+                  f"reconstruction {m[0]:.4f} | code L1 {m[1]:.4f} | zeros {float((code == 0).float().mean()):.2f}",
+                  flush=True)
+            last_log = time.time()
+        if time.time() - last_ckpt > args.checkpoint_minutes * 60:
+            _save_checkpoint(ckpt_path, net, opt, step, time.time() - start, feats)
+            last_ckpt = time.time()
+    elapsed = time.time() - start
+    _save_checkpoint(ckpt_path, net, opt, step, elapsed, feats)
+    m = np.mean(recent[-50:], axis=0) if recent else (float("nan"), float("nan"))
+    return step, elapsed, {"reconstruction": round(float(m[0]), 5), "code_l1": round(float(m[1]), 5)}
+
+
+def _bar(progress: float, width: int = 20) -> str:
+    done = int(round(min(progress, 1.0) * width))
+    return f"[{'#' * done}{'.' * (width - done)}] {100 * min(progress, 1.0):3.0f}%"
+
+
+def _save_checkpoint(path: Path, net: SparseConvAE, opt, step: int, elapsed: float, feats: FeatureConfig) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed,
+                "net": asdict(net.config), "features": feats.to_dict()}, tmp)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def code_sparsity(net: SparseConvAE, windows: torch.Tensor) -> dict:
+    """How sparse the code is on normal windows (level-free: the features are normalised)."""
+    net.eval()
+    _, code = net.forward_with_code(windows)
+    frame_max = code.amax(dim=1, keepdim=True).clamp(min=1e-12)
+    return {"windows": int(windows.shape[0]), "zero_fraction": round(float((code == 0).float().mean()), 4),
+            "below_1pct_of_frame_max": round(float((code < 0.01 * frame_max).float().mean()), 4),
+            "active_channels_per_frame": round(float((code > 0).float().sum(dim=1).mean()), 2),
+            "code_channels": net.config.code, "mean_abs_code": round(float(code.abs().mean()), 4)}
+
+
+def export(net: SparseConvAE, feats: FeatureConfig, path: Path, training: dict, sparsity: dict,
+           val_files: list[Path], percentile: float) -> Path:
+    """Export the graph, calibrate its threshold through the runtime scorer, store both, write the card."""
+    net = net.eval()
+    meta = {"streamae.kind": "anomaly", "streamae.features": json.dumps(feats.to_dict()),
+            "streamae.net": json.dumps(asdict(net.config)), "streamae.training": json.dumps(training),
+            "streamae.sparsity": json.dumps(sparsity),
+            "streamae.score": "mean squared error of the per-band standardised, level-normalised log-mel "
+                              "window; per file: mean over windows"}
+    tmp = path.with_name(f".{path.name}.uncalibrated")
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    example = torch.zeros(2, feats.bands, feats.window_frames)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # torchvision-not-installed chatter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prog = torch.onnx.export(net, (example,), dynamo=True, external_data=False, opset_version=OPSET,
+                                 input_names=["features"], output_names=["score", "frame_error"],
+                                 dynamic_shapes=({0: batch},), verbose=False)
+    _save(prog, tmp, meta)
+    try:
+        threshold, how = calibrate(AnomalyModel(tmp), val_files, percentile)
+        how["held_out"] = [str(f) for f in val_files]
+        model = onnx.load(str(tmp))
+        for key, value in {"streamae.threshold": json.dumps(threshold), "streamae.calibration": json.dumps(how)}.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.save(model, str(tmp))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    card = {"model": path.name, "kind": "anomaly", "threshold": threshold, "calibration": how,
+            "features": feats.to_dict(), "net": asdict(net.config), "training": training, "sparsity": sparsity,
+            "size_bytes": path.stat().st_size}
+    card_path = path.with_suffix(".json")
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
+    print(f"exported {path} ({path.stat().st_size / 1e6:.2f} MB) and {card_path}; threshold {threshold:.4f} "
+          f"({how['method']}, {how['windows']} windows); code zeros {100 * sparsity['zero_fraction']:.0f} %", flush=True)
+    return path

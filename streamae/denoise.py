@@ -31,7 +31,7 @@ class FileResult:
 
 def denoise_file(denoiser: Denoiser, source: str | Path, target: str | Path, overwrite: bool = False) -> FileResult:
     source, target = Path(source), Path(target)
-    _check_target(source, target, overwrite)
+    check_target(source, target, overwrite)
     started = time.perf_counter()
     with open_input(source) as f:
         fmt, subtype = output_format(target, like=f)
@@ -53,7 +53,7 @@ def _write_after(out: AtomicAudioWriter, y: np.ndarray, to_skip: int) -> int:
     return to_skip - skip
 
 
-def _check_target(source: Path, target: Path, overwrite: bool) -> None:
+def check_target(source: Path, target: Path, overwrite: bool) -> None:
     if target.is_dir():
         raise StreamaeError("is a directory, expected an output file path", target)
     if target.exists():

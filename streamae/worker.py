@@ -251,7 +251,9 @@ class BlockWorker:
             with self._cv:
                 self._cv.wait_for(lambda: self._stop or self.error is not None or
                                   self._in.end + len(part) - self._next * self.block_frames <= self._in.capacity)
-            self._raise_if_failed()
+            self.check()
+            if self._stop:
+                return
             self.push(part)
 
     def finish(self) -> None:
@@ -267,7 +269,7 @@ class BlockWorker:
         with self._cv:
             self._cv.wait_for(lambda: self._out.has(self._read) or self.error is not None or
                               (self._eof and self._next * self.block_frames >= self._in.end))
-        self._raise_if_failed()
+        self.check()
         out = np.empty((self.block_frames, self.channels), np.float32)
         if not self._out.get(self._read, out):
             return None
@@ -328,6 +330,7 @@ class BlockWorker:
             first = max(first, (self._pulled - self.slack_blocks * N) // N)
         return first
 
-    def _raise_if_failed(self) -> None:
+    def check(self) -> None:
+        """Re-raise, on the caller's thread, an exception process_block raised on the worker thread."""
         if self.error is not None:
             raise self.error

@@ -1,0 +1,377 @@
+"""Live audio: microphone (or a file paced like one) -> BlockWorker -> speakers and/or a file.
+
+sounddevice is imported only when a device is opened, so file-only use needs no PortAudio.
+`listen()` is the entry point for analysis without output (e.g. the anomaly monitor).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .audio import AtomicAudioWriter, open_input, output_format, read_blocks
+from .errors import StreamaeError
+from .worker import BlockWorker, FrameRing, ProcessBlock
+
+LIVE_RESAMPLE_QUALITY = "LQ"  # soxr "HQ" adds ~57 ms at 48 kHz; "LQ" ~29 ms; 16 kHz devices none
+SWITCH_INTERVAL_S = 0.001  # the GIL hand-over the audio callback may wait for (CPython's default: 5 ms)
+
+
+# -- devices --------------------------------------------------------------------------------
+def sounddevice():
+    """The sounddevice module, or a one-line error saying what to install."""
+    try:
+        import sounddevice as sd
+    except ImportError:
+        raise StreamaeError("live audio needs sounddevice: pip install 'streamae[live]'") from None
+    except OSError:
+        raise StreamaeError("live audio needs the PortAudio library: apt-get install libportaudio2") from None
+    return sd
+
+
+def device_table() -> str:
+    return str(sounddevice().query_devices())
+
+
+def resolve_device(spec: str | int | None, kind: str) -> int:
+    """A device index from an index, a (part of a) name, or None for the default `kind` device."""
+    sd = sounddevice()
+    key = "max_input_channels" if kind == "input" else "max_output_channels"
+    devices = [(i, d) for i, d in enumerate(sd.query_devices()) if d[key] > 0]
+    listing = "; ".join(f"{i} '{d['name']}'" for i, d in devices) or "none"
+    if spec is None or spec == "":
+        index = sd.default.device[0 if kind == "input" else 1]
+        if index is None or index < 0:
+            if not devices:
+                raise StreamaeError(f"no {kind} device found (is a sound server or card available?)")
+            index = devices[0][0]
+        return int(index)
+    if str(spec).strip().isdigit():
+        if int(spec) in {i for i, _ in devices}:
+            return int(spec)
+        raise StreamaeError(f"no {kind} device with index {spec}; {kind} devices: {listing}")
+    matches = [i for i, d in devices if str(spec).lower() == d["name"].lower()] or \
+              [i for i, d in devices if str(spec).lower() in d["name"].lower()]
+    if len(matches) == 1:
+        return matches[0]
+    why = "is ambiguous" if matches else "not found"
+    raise StreamaeError(f"{kind} device '{spec}' {why}; {kind} devices: {listing}")
+
+
+def _count_device_xruns(worker: BlockWorker, status) -> None:
+    if status and (status.input_overflow or status.output_underflow or status.input_underflow
+                   or status.output_overflow):
+        worker.note_device_xrun()
+
+
+@contextmanager
+def listen(process_block: ProcessBlock, *, sample_rate: int | None = None, block_frames: int | None = None,
+           channels: int = 1, device: str | int | None = None, history_seconds: float = 2.0
+           ) -> Iterator[BlockWorker]:
+    """Microphone blocks into `process_block` on a worker thread; no output.
+
+    process_block gets float32 [channels, block_frames] (default 10 ms) at `sample_rate`
+    (default: the device's) and returns nothing. It may fall up to `history_seconds` behind
+    before blocks are skipped (counted in `worker.stats.skipped`). While inside the `with`,
+    call `worker.check()` now and then to re-raise an error from process_block.
+
+    >>> with listen(score, sample_rate=16000, block_frames=16000) as worker:
+    ...     while True: time.sleep(1); worker.check(); print(worker.stats.line())
+    """
+    sd = sounddevice()
+    index = resolve_device(device, "input")
+    rate = int(sample_rate or sd.query_devices(index)["default_samplerate"])
+    frames = int(block_frames or rate // 100)
+    worker = BlockWorker(process_block, frames, channels, sample_rate=rate, output=False,
+                         history_seconds=max(history_seconds, 2 * frames / rate))
+
+    def callback(indata, n, time_info, status):
+        _count_device_xruns(worker, status)
+        worker.push(indata)
+
+    stream = _open(sd.InputStream, device=index, samplerate=rate, channels=channels, blocksize=min(frames, rate // 100),
+                   callback=callback)
+    with worker, stream:
+        yield worker
+
+
+def _open(kind, **kw):
+    try:
+        return kind(dtype="float32", latency="low", **kw)
+    except Exception as e:  # PortAudioError and ValueError carry the useful text
+        raise StreamaeError(f"cannot open audio device ({e}); devices:\n{device_table()}") from None
+
+
+# -- recording ------------------------------------------------------------------------------
+class Recorder:
+    """Frames from the audio callback to a file: the callback only copies into a ring; a
+    thread writes. Exactly `limit` frames (or all) are written; frames the disk lost are silence.
+    """
+
+    def __init__(self, path: Path, sample_rate: int, channels: int, fmt: str, subtype: str,
+                 limit: int | None = None, buffer_seconds: float = 5.0):
+        self.ring = FrameRing(int(buffer_seconds * sample_rate), channels)
+        self.limit = limit
+        self.lost = 0
+        self.written = 0
+        self._writer = AtomicAudioWriter(path, sample_rate, channels, fmt, subtype)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._drain_loop, name="streamae-recorder", daemon=True)
+        self._thread.start()
+
+    def write(self, frames: np.ndarray) -> None:
+        """Callback-safe."""
+        self.ring.write(frames)
+
+    def full(self) -> bool:
+        return self.limit is not None and self.ring.end >= self.limit
+
+    def close(self, ok: bool = True) -> None:
+        """Write what is left and commit the file (or, if not ok, drop it)."""
+        self._done.set()
+        self._thread.join()
+        self._writer.__exit__(None if ok else RuntimeError, None, None)
+
+    def _drain_loop(self) -> None:
+        while not self._done.wait(0.05):
+            self._drain()
+        self._drain()
+
+    def _drain(self) -> None:
+        end = self.ring.end if self.limit is None else min(self.ring.end, self.limit)
+        while self.written < end:
+            n = min(end - self.written, self.ring.capacity // 4)
+            block = np.empty((n, self.ring.buf.shape[1]), np.float32)
+            if not self.ring.read(self.written, block):
+                block[:] = 0.0
+                self.lost += n
+            self._writer.write(block.T)
+            self.written += n
+
+
+# -- sessions -------------------------------------------------------------------------------
+def run_devices(args: argparse.Namespace, denoiser) -> None:
+    """Microphone -> denoiser -> output device and/or --record file, until --duration or Ctrl-C."""
+    sd = sounddevice()
+    in_index = resolve_device(args.input_device, "input")
+    play = args.output_device is not None or not args.record
+    out_index = resolve_device(args.output_device, "output") if play else None
+    rate = int(args.rate or sd.query_devices(in_index)["default_samplerate"])
+    stream, worker = _worker_for(args, denoiser, rate)
+    limit = int(args.duration * rate) if args.duration else None
+    recorder: Recorder | None = None  # created last: nothing may fail between it and its close()
+    scratch = np.zeros((worker.block_frames * 8, args.channels), np.float32)
+
+    def callback(indata, *rest):
+        outdata = rest[0] if play else scratch[:len(indata)]
+        _count_device_xruns(worker, rest[-1])
+        worker.process(indata, outdata)
+        if recorder:
+            recorder.write(outdata)
+
+    common = dict(samplerate=rate, blocksize=worker.block_frames, callback=callback)
+    if play:
+        audio = _open(sd.Stream, device=(in_index, out_index), channels=args.channels, **common)
+    else:
+        audio = _open(sd.InputStream, device=in_index, channels=args.channels, **common)
+    device_ms = 1000 * (sum(audio.latency) if play else audio.latency)
+    names = f"{sd.query_devices(in_index)['name']}" + (f" -> {sd.query_devices(out_index)['name']}" if play else "")
+    _print_latency(names, denoiser, stream, worker, device_ms)
+    recorder = _recorder(args, rate, limit) if args.record else None
+    _run_until_done(worker, audio, recorder, limit, args.stats)
+
+
+def run_file(args: argparse.Namespace, denoiser) -> None:
+    """--input-file through the same worker: paced like a device (--realtime) or lossless, fast."""
+    with open_input(args.input_file) as f:
+        rate, channels, frames = f.samplerate, f.channels, f.frames
+        args.channels = channels
+        stream, worker = _worker_for(args, denoiser, rate, lossless=not args.realtime)
+        fmt, subtype = output_format(args.record, like=f)
+        limit = min(frames, int(args.duration * rate)) if args.duration else frames
+        recorder = Recorder(Path(args.record), rate, channels, fmt, subtype, limit=limit)
+        blocks = read_blocks(f, worker.block_frames)
+        ok = False
+        try:
+            _print_latency(f"{args.input_file} ({'real time' if args.realtime else 'as fast as possible'})",
+                           denoiser, stream, worker, 0.0)
+            with worker:
+                if args.realtime:
+                    _pace(worker, recorder, blocks, rate, limit, args.stats)
+                else:
+                    _lossless(worker, recorder, blocks, limit)
+            ok = True
+        finally:
+            recorder.close(ok)
+    _print_summary(worker, recorder)
+
+
+def _worker_for(args, denoiser, rate: int, lossless: bool = False):
+    stream = denoiser.stream(rate, channels=args.channels, resample_quality=args.resample_quality)
+    block = max(1, round(args.chunk_ms * rate / 1000))
+    worker = BlockWorker(stream.process, block, args.channels, sample_rate=rate,
+                         latency_frames=stream.latency_samples, slack_blocks=args.buffer_chunks, lossless=lossless)
+    return stream, worker
+
+
+def _recorder(args, rate: int, limit: int | None) -> Recorder:
+    fmt, subtype = output_format(args.record)
+    return Recorder(Path(args.record), rate, args.channels, fmt, subtype, limit=limit)
+
+
+def _run_until_done(worker: BlockWorker, audio, recorder: Recorder | None, limit: int | None, stats_every: float) -> None:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    ok = False
+    try:
+        with worker, audio:
+            _wait(worker, recorder, limit, stats_every)
+        ok = True
+    finally:
+        if recorder:
+            recorder.close(ok)
+    _print_summary(worker, recorder)
+
+
+def _wait(worker: BlockWorker, recorder: Recorder | None, limit: int | None, stats_every: float) -> None:
+    """Until the recording is long enough (or --duration passed) or Ctrl-C; stats every few seconds."""
+    next_stats = time.monotonic() + stats_every if stats_every else float("inf")
+    try:
+        while True:
+            time.sleep(0.02)
+            worker.check()
+            if limit is not None and (recorder.full() if recorder else worker.stats.blocks_in * worker.block_frames >= limit):
+                return
+            if time.monotonic() >= next_stats:
+                print(f"live: {worker.stats.line()}", file=sys.stderr, flush=True)
+                next_stats += stats_every
+    except KeyboardInterrupt:
+        print("live: stopped", file=sys.stderr)
+
+
+def _pace(worker: BlockWorker, recorder: Recorder, blocks: Iterator[np.ndarray], rate: int, limit: int,
+          stats_every: float) -> None:
+    """Play the file's blocks into the worker on a device-like clock (the callback's job)."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    out = np.zeros((worker.block_frames, worker.channels), np.float32)
+    started = time.perf_counter()
+    next_stats = stats_every or float("inf")
+    fed = 0
+    for block in blocks:
+        x = np.pad(block.T, ((0, worker.block_frames - block.shape[1]), (0, 0)))
+        worker.process(x, out)
+        recorder.write(out)
+        fed += len(x)
+        if fed >= limit:
+            break
+        worker.check()
+        if fed / rate >= next_stats:
+            print(f"live: {worker.stats.line()}", file=sys.stderr, flush=True)
+            next_stats += stats_every
+        time.sleep(max(0.0, started + fed / rate - time.perf_counter()))
+
+
+def _lossless(worker: BlockWorker, recorder: Recorder, blocks: Iterator[np.ndarray], limit: int) -> None:
+    failed: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            fed = 0
+            for block in blocks:
+                if fed >= limit:
+                    break
+                worker.feed(block.T)
+                fed += block.shape[1]
+        except BaseException as e:
+            failed.append(e)
+        finally:
+            worker.finish()
+
+    feeder = threading.Thread(target=feed, name="streamae-feeder", daemon=True)
+    feeder.start()
+    while (out := worker.read()) is not None:
+        recorder.write(out)
+        if recorder.full():
+            break
+        while recorder.ring.end - recorder.written > recorder.ring.capacity // 2:
+            time.sleep(0.01)  # let the writer thread catch up: lossless means never overwrite
+    worker.stop()
+    feeder.join()
+    if failed:
+        raise failed[0]
+
+
+def _print_latency(names: str, denoiser, stream, worker: BlockWorker, device_ms: float) -> None:
+    rate = stream.sample_rate
+    model_ms = 1000 * denoiser.latency_samples / denoiser.sample_rate
+    resample_ms = stream.latency_ms - model_ms
+    buffer_ms = 1000 * (worker.delay_frames - worker.latency_frames) / rate
+    total = stream.latency_ms + buffer_ms + device_ms
+    print(f"live: {names}, {rate} Hz, {stream.channels} ch, chunk {1000 * worker.block_frames / rate:.1f} ms; "
+          f"latency {total:.1f} ms = model {model_ms:.1f} + resampling {resample_ms:.1f} ({stream.quality}) "
+          f"+ buffering {buffer_ms:.1f} + device {device_ms:.1f}", file=sys.stderr, flush=True)
+    if rate != denoiser.sample_rate and resample_ms > 1:
+        print(f"live: tip: --rate {denoiser.sample_rate} (if the device allows it) saves the "
+              f"{resample_ms:.0f} ms of resampling", file=sys.stderr)
+
+
+def _print_summary(worker: BlockWorker, recorder: Recorder | None) -> None:
+    line = f"live: done: {worker.stats.line()}"
+    if recorder:
+        line += f"; recorded {recorder.written} frames" + (f" ({recorder.lost} lost)" if recorder.lost else "")
+    print(line, file=sys.stderr)
+
+
+# -- command --------------------------------------------------------------------------------
+def add_parser(sub) -> None:
+    from .cli import add_model_options
+
+    p = sub.add_parser("live", help="clean a microphone live (or a file, paced like one)",
+                       description="Clean a microphone in real time and play it and/or record it. "
+                       "Prints the total latency on start. Ctrl-C stops (the recording is kept).")
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("-i", "--input-device", default=None, help="input device, index or name (default: system default)")
+    p.add_argument("-o", "--output-device", default=None,
+                   help="output device, index or name (default: system default; none when only --record)")
+    p.add_argument("--input-file", default=None, help="read this file instead of a microphone (no device needed)")
+    p.add_argument("--realtime", action="store_true", help="with --input-file: pace it like a live device")
+    p.add_argument("--record", default=None, help="write the cleaned output (as heard, latency included) here")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--rate", type=int, default=None, help="device sample rate (default: the device's)")
+    p.add_argument("--channels", type=int, default=1, help="channels to clean (default 1)")
+    p.add_argument("--chunk-ms", type=float, default=10.0, help="audio callback chunk (default 10 ms)")
+    p.add_argument("--buffer-chunks", type=int, default=2,
+                   help="chunks the model may take before its output is due (default 2; 1 is the minimum)")
+    p.add_argument("--resample-quality", default=LIVE_RESAMPLE_QUALITY, choices=["QQ", "LQ", "MQ", "HQ", "VHQ"],
+                   help=f"soxr quality when the device rate is not the model's (default {LIVE_RESAMPLE_QUALITY})")
+    p.add_argument("--stats", type=float, default=0.0, metavar="SECONDS",
+                   help="print real-time factor and xruns every SECONDS (default: only at the end)")
+    add_model_options(p)
+    p.set_defaults(run=run, threads=1)
+
+
+def run(args: argparse.Namespace) -> int:
+    from .cli import load_denoiser
+    from .denoise import check_target
+
+    if args.list_devices:
+        print(device_table())
+        return 0
+    if args.chunk_ms <= 0 or args.buffer_chunks < 1 or args.channels < 1:
+        raise StreamaeError("--chunk-ms must be positive, --buffer-chunks and --channels at least 1")
+    if args.input_file and not args.record:
+        raise StreamaeError("--input-file needs --record OUT (playing a file to a device is not supported)")
+    if args.record:
+        check_target(Path(args.input_file or "-"), Path(args.record), args.overwrite)
+    denoiser = load_denoiser(args)
+    if args.input_file:
+        run_file(args, denoiser)
+    else:
+        run_devices(args, denoiser)
+    return 0

@@ -87,8 +87,10 @@ def _add_monitor(sub) -> None:
     p.add_argument("--existing", action="store_true", help="folder: also score the files already there, oldest first")
     p.add_argument("--poll", type=float, default=1.0, help="folder: seconds between looks for new files")
     p.add_argument("--idle-exit", type=float, default=None, metavar="S",
-                   help="folder/mic: stop after S seconds with no new audio (default: run until Ctrl-C)")
+                   help="folder: stop after S seconds without a new file (default: run until Ctrl-C)")
     p.add_argument("--device", default=None, help="mic: input device name or index")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="mic: stop after S seconds (default: run until Ctrl-C)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     p.set_defaults(run=_monitor)
 

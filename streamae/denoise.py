@@ -3,18 +3,26 @@
 Files are streamed in blocks through the same stream the live path uses, so memory stays
 flat for long recordings and the output is time-aligned with the input (the model's
 latency is dropped from the front and flushed from the back).
+
+Many files (`IN... --out-dir DIR`) run in parallel processes, one model per process; the
+tree is mirrored, and outputs appear only when complete (temporary name, then rename), so
+a killed run is finished by running it again.
 """
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import multiprocessing
 import os
+import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .audio import AtomicAudioWriter, open_input, output_format, read_blocks
+from .audio import AUDIO_SUFFIXES, AtomicAudioWriter, open_input, output_format, read_blocks
 from .denoiser import Denoiser
 from .errors import StreamaeError
 
@@ -63,25 +71,238 @@ def check_target(source: Path, target: Path, overwrite: bool) -> None:
                                 else "already exists; pass --overwrite to replace it", target)
 
 
+# -- many files -----------------------------------------------------------------------------
+@dataclass
+class Job:
+    source: Path
+    target: Path
+
+
+@dataclass
+class Outcome:
+    job: Job
+    status: str  # "done", "skipped" or "failed"
+    reason: str = ""
+    audio_seconds: float = 0.0
+
+
+def plan_jobs(inputs: list[str], out_dir: str | Path, recursive: bool = False, pattern: str | None = None) -> list[Job]:
+    """Files map to DIR/name, folders' contents to DIR/<path inside the folder> (mirrored)."""
+    out_dir = Path(out_dir)
+    jobs: list[Job] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            jobs += [Job(f, out_dir / f.relative_to(item)) for f in _walk(item, recursive, pattern, out_dir)]
+        elif item.is_file():
+            jobs.append(Job(item, out_dir / item.name))
+        else:
+            raise StreamaeError("no such file or folder", item)
+    if not jobs:
+        raise StreamaeError(f"no audio files in {', '.join(inputs)}" + ("" if recursive else " (add --recursive?)"))
+    seen: dict[Path, Path] = {}
+    for j in jobs:
+        if j.target in seen:
+            raise StreamaeError(f"both {seen[j.target]} and {j.source} would be written there", j.target)
+        seen[j.target] = j.source
+    return jobs
+
+
+def _walk(folder: Path, recursive: bool, pattern: str | None, out_dir: Path) -> list[Path]:
+    """Audio files (or files matching `pattern`) in `folder`, sorted; hidden files and the
+    output folder (when it lies inside `folder`) are left out."""
+    found = []
+    skip = out_dir.resolve()
+    for root, dirs, files in os.walk(folder):
+        if Path(root).resolve() == skip or not recursive:
+            dirs.clear()
+            if Path(root).resolve() == skip:
+                continue
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != skip)
+        for name in files:
+            if name.startswith("."):
+                continue
+            if fnmatch.fnmatch(name, pattern) if pattern else Path(name).suffix.lower() in AUDIO_SUFFIXES:
+                found.append(Path(root) / name)
+    return sorted(found)
+
+
+def run_batch(jobs: list[Job], make_denoiser, workers: int, overwrite: bool = False, progress=None) -> list[Outcome]:
+    """Clean every job; `make_denoiser()` runs once per worker process. Never raises for one file."""
+    todo, outcomes = [], []
+    for job in jobs:
+        if job.target.exists() and not overwrite:
+            same = os.path.samefile(job.source, job.target)
+            outcomes.append(Outcome(job, "skipped", "is the input file" if same else "already done"))
+        else:
+            todo.append(job)
+    report = progress or (lambda outcome: None)
+    for o in outcomes:
+        report(o)
+    if workers <= 1 or len(todo) <= 1:
+        _init_worker(make_denoiser)
+        for job in todo:
+            outcomes.append(_clean_one(job))
+            report(outcomes[-1])
+        return outcomes
+    # spawn, not fork: the parent may hold onnxruntime or torch threads, which fork does not copy safely
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, context, initializer=_init_worker, initargs=(make_denoiser,)) as pool:
+        pending = {pool.submit(_clean_one, job) for job in todo}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                outcomes.append(f.result())
+                report(outcomes[-1])
+    return outcomes
+
+
+_denoiser: Denoiser | None = None  # one per worker process
+
+
+def _init_worker(make_denoiser) -> None:
+    global _denoiser
+    _denoiser = make_denoiser()
+
+
+def _clean_one(job: Job) -> Outcome:
+    try:
+        job.target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_partials(job.target)
+        result = denoise_file(_denoiser, job.source, job.target, overwrite=True)
+        return Outcome(job, "done", audio_seconds=result.audio_seconds)
+    except StreamaeError as e:
+        return Outcome(job, "failed", str(e).removeprefix(f"{e.path}: ") if e.path else str(e))
+    except Exception as e:  # one bad file must not stop the batch; report it
+        return Outcome(job, "failed", f"{type(e).__name__}: {e}")
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Temporary files a killed run left beside `target` (their writer's PID is gone)."""
+    for tmp in target.parent.glob(f".{target.name}.partial-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Progress:
+    """One status line (rewritten in place on a terminal): files, audio hours, speed."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total, self.stream = total, stream
+        self.count = {"done": 0, "skipped": 0, "failed": 0}
+        self.audio = 0.0
+        self.started = time.perf_counter()
+        self.tty = stream.isatty()
+        self._last = self.started
+
+    def __call__(self, outcome: Outcome) -> None:
+        self.count[outcome.status] += 1
+        self.audio += outcome.audio_seconds
+        if outcome.status == "failed":
+            self._print(f"failed: {outcome.job.source}: {outcome.reason}", final=True)
+        now = time.perf_counter()
+        if self.tty or now - self._last >= 5.0 or sum(self.count.values()) == self.total:
+            self._last = now
+            self._print(self.line(), final=not self.tty)
+
+    def line(self) -> str:
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        n = sum(self.count.values())
+        hours = self.audio / 3600
+        return (f"[{n}/{self.total} files] {hours:.3f} h of audio in {elapsed:.1f} s: "
+                f"{self.count['done'] / elapsed:.2f} files/s, {hours / elapsed:.4f} audio-h/s "
+                f"({hours * 3600 / elapsed:.0f} audio-h per wall-h)")
+
+    def _print(self, text: str, final: bool) -> None:
+        if self.tty:
+            self.stream.write("\r\033[K" + text + ("\n" if final else ""))
+        else:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+def summary(outcomes: list[Outcome]) -> str:
+    by = {s: [o for o in outcomes if o.status == s] for s in ("done", "skipped", "failed")}
+    hours = sum(o.audio_seconds for o in by["done"]) / 3600
+    lines = [f"done {len(by['done'])} ({hours:.3f} h of audio), skipped {len(by['skipped'])}, failed {len(by['failed'])}"]
+    reasons: dict[str, int] = {}
+    for o in by["skipped"]:
+        reasons[o.reason] = reasons.get(o.reason, 0) + 1
+    lines += [f"  skipped {n}: {why}" + ("" if why != "already done" else " (--overwrite to redo)")
+              for why, n in reasons.items()]
+    lines += [f"  failed: {o.job.source}: {o.reason}" for o in by["failed"]]
+    return "\n".join(lines)
+
+
+# -- command --------------------------------------------------------------------------------
 def add_parser(sub) -> None:
     from .cli import add_model_options
 
-    p = sub.add_parser("denoise", help="clean an audio file", description="Clean an audio file: WAV/FLAC/OGG/MP3, "
-                       "any rate and channel count; the output keeps rate, channels, length and timing.")
-    p.add_argument("input", help="audio file to clean")
-    p.add_argument("-o", "--output", required=True, help="output file; its extension picks the format")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output (also OUTPUT == INPUT)")
+    p = sub.add_parser("denoise", help="clean audio files", description="Clean audio files: WAV/FLAC/OGG/MP3, "
+                       "any rate and channel count; outputs keep format, rate, channels, length and timing. "
+                       "One file: IN -o OUT. Many: IN... --out-dir DIR (folders mirrored; rerun to resume).")
+    p.add_argument("input", nargs="+", help="audio file(s) or folder(s) to clean")
+    p.add_argument("-o", "--output", default=None, help="output file (one input); its extension picks the format")
+    p.add_argument("--out-dir", default=None, help="write each input's cleaned copy under this folder")
+    p.add_argument("--recursive", action="store_true", help="descend into sub-folders of input folders")
+    p.add_argument("--glob", default=None, metavar="PATTERN",
+                   help="in folders, clean files whose name matches (default: known audio extensions)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="files cleaned in parallel (default: cores)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (also OUTPUT == INPUT); without it, done files are skipped")
     add_model_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out_dir is None:
+        if args.output is None or len(args.input) != 1:
+            raise StreamaeError("give -o OUT for one input file, or --out-dir DIR for many")
+        return _run_one(args)
+    if args.output is not None:
+        raise StreamaeError("-o and --out-dir cannot be used together")
+    if args.jobs < 1:
+        raise StreamaeError("--jobs must be at least 1")
+    return _run_many(args)
+
+
+def _run_one(args: argparse.Namespace) -> int:
     from .cli import load_denoiser
 
     denoiser = load_denoiser(args)
-    result = denoise_file(denoiser, args.input, args.output, overwrite=args.overwrite)
+    result = denoise_file(denoiser, args.input[0], args.output, overwrite=args.overwrite)
     speed = result.audio_seconds / max(result.elapsed_seconds, 1e-9)
     print(f"wrote {result.target} ({result.audio_seconds:.1f} s of audio in {result.elapsed_seconds:.2f} s, "
           f"{speed:.0f}x real time; model latency {denoiser.latency_samples} samples = "
           f"{1000 * denoiser.latency_samples / denoiser.sample_rate:.1f} ms at {denoiser.sample_rate} Hz)")
     return 0
+
+
+def _run_many(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from .cli import load_denoiser
+
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StreamaeError("is not a folder", out_dir)
+    jobs = plan_jobs(args.input, out_dir, args.recursive, args.glob)
+    workers = min(args.jobs, len(jobs))
+    if workers > 1 and not args.threads:
+        args.threads = 1  # processes, not threads, share the cores
+    load_denoiser(args)  # fail fast (bad model, --device cuda without CUDA) before any process starts
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"denoise: {len(jobs)} files -> {out_dir} with {workers} process(es)", file=sys.stderr)
+    outcomes = run_batch(jobs, partial(load_denoiser, args), workers, args.overwrite, Progress(len(jobs)))
+    print(summary(outcomes), file=sys.stderr)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0

@@ -241,8 +241,12 @@ def _run_until_done(worker: BlockWorker, audio, recorder: Recorder | None, limit
 def _wait(worker: BlockWorker, recorder: Recorder | None, limit: int | None, stats_every: float) -> None:
     """Until the recording is long enough (or --duration passed) or Ctrl-C; stats every few seconds."""
     next_stats = time.monotonic() + stats_every if stats_every else float("inf")
+    running = False
     try:
         while True:
+            if not running and worker.stats.blocks_in:
+                running = True
+                print("live: running" + ("" if limit else ", Ctrl-C stops"), file=sys.stderr, flush=True)
             time.sleep(0.02)
             worker.check()
             if limit is not None and (recorder.full() if recorder else worker.stats.blocks_in * worker.block_frames >= limit):

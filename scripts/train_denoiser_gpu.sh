@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train three denoiser sizes side by side on one GPU (each process alone leaves it mostly
+# Train three denoiser sizes (small is the default config and denoiser-v1) side by side on one GPU (each process alone leaves it mostly
 # idle), from a pack made by scripts/make_train_pack.py. Checkpoints and logs go to OUT/<name>/.
 #   bash scripts/train_denoiser_gpu.sh PACK OUT MINUTES
 set -u
@@ -12,9 +12,9 @@ run() {  # name, extra args...
   mkdir -p "$OUT/$name"
   python3 -m streamae.train.train_denoiser "${common[@]}" --run-dir "$OUT/$name" "$@" > "$OUT/$name/log.txt" 2>&1
 }
-run medium & a=$!
+run small & a=$!
 run large --bottleneck 128 --hidden 256 & b=$!
-run small --bottleneck 64 --hidden 128 & c=$!
+run medium --bottleneck 96 --hidden 192 & c=$!
 status=0
 for pid in $a $b $c; do wait "$pid" || status=1; done
 rm -f "$OUT"/*/summary.json

@@ -10,8 +10,8 @@ class DenoiserConfig:
     window: int = 160  # analysis window W (samples); latency is W - 1
     hop: int = 80  # H
     code: int = 256  # code channels (filterbank size)
-    bottleneck: int = 96
-    hidden: int = 192
+    bottleneck: int = 64
+    hidden: int = 128
     kernel: int = 3
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)  # 2.5 s receptive field
 

@@ -84,10 +84,14 @@ class _ModelCore:
 
     def __init__(self, denoiser: Denoiser, channels: int):
         self.d = denoiser
-        self.states = denoiser.initial_states(channels)
-        self.pending = np.zeros((channels, 0), np.float32)  # input not yet a whole hop
-        self.dry = np.zeros((channels, 0), np.float32)  # input awaiting its aligned output
-        self.to_skip = denoiser.delay  # leading output samples that precede time zero
+        self.channels = channels
+        self.reset()
+
+    def reset(self) -> None:
+        self.states = self.d.initial_states(self.channels)
+        self.pending = np.zeros((self.channels, 0), np.float32)  # input not yet a whole hop
+        self.dry = np.zeros((self.channels, 0), np.float32)  # input awaiting its aligned output
+        self.to_skip = self.d.delay  # leading output samples that precede time zero
         self.samples_in = 0
         self.samples_out = 0
 
@@ -100,10 +104,10 @@ class _ModelCore:
     def finish(self) -> np.ndarray:
         """Zero-pad past the end until every input sample has its output; then reset."""
         owed = self.samples_in - self.samples_out
-        pad = -(-(self.pending.shape[-1] + self.to_skip + owed) // self.d.hop) * self.d.hop
-        out = self._run(np.concatenate([self.pending, np.zeros((self.pending.shape[0], pad - self.pending.shape[-1]), np.float32)], axis=-1))
-        out = out[:, :owed] if out.shape[-1] >= owed else out
-        self.__init__(self.d, self.pending.shape[0])
+        total = -(-(owed + self.to_skip) // self.d.hop) * self.d.hop  # whole hops that yield `owed`
+        zeros = np.zeros((self.channels, total - self.pending.shape[-1]), np.float32)
+        out = self._run(np.concatenate([self.pending, zeros], axis=-1))[:, :owed]
+        self.reset()
         return out
 
     def _run(self, x: np.ndarray) -> np.ndarray:

@@ -1,0 +1,20 @@
+"""`streamae info`: the model card a user sees comes from the model file itself."""
+from __future__ import annotations
+
+import json
+
+from streamae.cli import main
+
+
+def test_info_prints_the_models_metadata(tiny_model, capsys):
+    assert main(["info", str(tiny_model)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "denoiser"
+    assert info["config"]["window"] - 1 == 159 and info["config"]["code"] == 32
+    assert info["training"]["steps"] == 4 and 0 < info["sparsity"]["zero_fraction"] < 1
+
+
+def test_info_on_a_missing_model_is_one_line(tmp_path, capsys):
+    assert main(["info", str(tmp_path / "nope.onnx")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("streamae: error:") and "not found" in err[0]

@@ -156,12 +156,13 @@ class Recorder:
 
 
 # -- sessions -------------------------------------------------------------------------------
-def run_devices(args: argparse.Namespace, denoiser) -> None:
+def run_devices(args: argparse.Namespace, load_denoiser) -> None:
     """Microphone -> denoiser -> output device and/or --record file, until --duration or Ctrl-C."""
     sd = sounddevice()
     in_index = resolve_device(args.input_device, "input")
     play = args.output_device is not None or not args.record
     out_index = resolve_device(args.output_device, "output") if play else None
+    denoiser = load_denoiser()
     rate = int(args.rate or sd.query_devices(in_index)["default_samplerate"])
     stream, worker = _worker_for(args, denoiser, rate)
     limit = int(args.duration * rate) if args.duration else None
@@ -373,9 +374,8 @@ def run(args: argparse.Namespace) -> int:
         raise StreamaeError("--input-file needs --record OUT (playing a file to a device is not supported)")
     if args.record:
         check_target(Path(args.input_file or "-"), Path(args.record), args.overwrite)
-    denoiser = load_denoiser(args)
     if args.input_file:
-        run_file(args, denoiser)
+        run_file(args, load_denoiser(args))
     else:
-        run_devices(args, denoiser)
+        run_devices(args, lambda: load_denoiser(args))
     return 0

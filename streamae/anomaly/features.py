@@ -30,7 +30,7 @@ class FeatureConfig:
     hop: int = 256
     bands: int = 64
     fmin: float = 50.0
-    fmax: float = 8000.0
+    fmax: float = 7000.0  # not 8000: any resampler to 16 kHz rolls off the top band (-7 dB)
     window_frames: int = 122  # (2 s - n_fft) / hop + 1 at 16 kHz: what one score looks at
 
     def to_dict(self) -> dict:

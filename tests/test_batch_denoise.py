@@ -1,0 +1,144 @@
+"""`streamae denoise IN... --out-dir DIR`: mirrored trees, kept formats, skips, resume after a
+kill, summaries and exit codes."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from streamae import Denoiser
+from conftest import REPO, noise, speechlike
+
+
+def denoise(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "streamae", "denoise", *args], capture_output=True, text=True,
+                          cwd=REPO)
+
+
+def write(path: Path, seconds: float, rate: int, channels: int = 1, subtype: str = "PCM_16", seed: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = np.stack([speechlike(seconds, rate, seed + c) + noise(seconds, rate, seed + c) for c in range(channels)], 1)
+    sf.write(path, x, rate, subtype=subtype)
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def tree(tmp_path) -> Path:
+    src = tmp_path / "in"
+    write(src / "a.wav", 0.7, 16000)
+    write(src / "b.flac", 0.5, 44100, channels=2, subtype="PCM_24", seed=1)
+    write(src / "calls" / "c.ogg", 0.6, 48000, subtype="VORBIS", seed=2)
+    write(src / "calls" / "old" / "d.wav", 0.4, 8000, subtype="FLOAT", seed=3)
+    (src / "notes.txt").write_text("not audio")
+    return src
+
+
+def test_mirrors_the_tree_keeping_format_rate_channels(tiny_model, tree, tmp_path):
+    out = tmp_path / "out"
+    r = denoise(str(tree), "--out-dir", str(out), "--recursive", "--jobs", "2", "--model", str(tiny_model))
+    assert r.returncode == 0, r.stderr
+    assert files(out) == ["a.wav", "b.flac", "calls/c.ogg", "calls/old/d.wav"]
+    for name in files(out):
+        a, b = sf.info(str(tree / name)), sf.info(str(out / name))
+        assert (b.format, b.subtype, b.samplerate, b.channels, b.frames) == \
+            (a.format, a.subtype, a.samplerate, a.channels, a.frames)
+    x, rate = sf.read(tree / "calls/old/d.wav", dtype="float32")
+    y, _ = sf.read(out / "calls/old/d.wav", dtype="float32")
+    np.testing.assert_allclose(y, Denoiser(tiny_model).process(x, rate), atol=1e-5)  # same as the one-file API
+    assert "done 4" in r.stderr and "skipped 0, failed 0" in r.stderr and "audio-h" in r.stderr
+
+
+def test_folder_without_recursive_and_glob(tiny_model, tree, tmp_path):
+    out = tmp_path / "out"
+    assert denoise(str(tree), "--out-dir", str(out), "--jobs", "1", "--model", str(tiny_model)).returncode == 0
+    assert files(out) == ["a.wav", "b.flac"]
+    out2 = tmp_path / "out2"
+    r = denoise(str(tree), str(tree / "a.wav"), "--out-dir", str(out2), "--recursive", "--glob", "*.wav",
+                "--model", str(tiny_model))
+    assert r.returncode == 1 and "would be written there" in r.stderr  # in/a.wav twice -> out2/a.wav
+    r = denoise(str(tree / "calls"), "--out-dir", str(out2), "--recursive", "--glob", "*.wav", "--model", str(tiny_model))
+    assert r.returncode == 0 and files(out2) == ["old/d.wav"]
+
+
+def test_done_files_are_skipped_unless_overwrite(tiny_model, tree, tmp_path):
+    out = tmp_path / "out"
+    args = [str(tree), "--out-dir", str(out), "--recursive", "--jobs", "1", "--model", str(tiny_model)]
+    assert denoise(*args).returncode == 0
+    (out / "b.flac").unlink()
+    stamp = (out / "a.wav").stat().st_mtime_ns
+    r = denoise(*args)
+    assert r.returncode == 0 and "done 1" in r.stderr and "skipped 3" in r.stderr and "already done" in r.stderr
+    assert (out / "a.wav").stat().st_mtime_ns == stamp and (out / "b.flac").exists()
+    r = denoise(*args, "--overwrite")
+    assert r.returncode == 0 and "done 4" in r.stderr and (out / "a.wav").stat().st_mtime_ns != stamp
+
+
+def test_failures_are_listed_and_set_the_exit_code(tiny_model, tree, tmp_path):
+    (tree / "broken.wav").write_bytes(b"RIFF" + os.urandom(500))
+    (tree / "empty.flac").touch()
+    out = tmp_path / "out"
+    r = denoise(str(tree), "--out-dir", str(out), "--jobs", "2", "--model", str(tiny_model))
+    assert r.returncode == 1
+    assert "done 2" in r.stderr and "failed 2" in r.stderr
+    assert "broken.wav: cannot read audio" in r.stderr and "empty.flac: file is empty" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert files(out) == ["a.wav", "b.flac"]  # no partial or empty outputs for the failures
+
+
+def test_killed_run_leaves_no_partial_output_and_a_rerun_finishes(tiny_model, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(3):
+        write(src / f"long{i}.wav", 40.0, 16000, seed=i)
+    cmd = [sys.executable, "-m", "streamae", "denoise", str(src), "--out-dir", str(out), "--jobs", "1",
+           "--model", str(tiny_model)]
+    run = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".*.partial-*")) and run.poll() is None:  # wait until it is mid-file
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    partial = list(out.glob(".*.partial-*"))
+    assert partial, "the run finished before it could be killed"
+    done_before = [p.name for p in out.glob("*.wav")]
+    assert len(done_before) < 3  # the file being written is not there under its real name
+    for name in done_before:  # whatever is there under its real name is complete
+        assert sf.info(str(out / name)).frames == 40 * 16000
+    r = denoise(*cmd[4:])
+    assert r.returncode == 0, r.stderr
+    assert f"skipped {len(done_before)}" in r.stderr and f"done {3 - len(done_before)}" in r.stderr
+    assert files(out) == ["long0.wav", "long1.wav", "long2.wav"]  # the stale temporary file is gone
+    assert all(sf.info(str(out / f"long{i}.wav")).frames == 40 * 16000 for i in range(3))
+
+
+def test_device_cuda_without_cuda_says_so(tiny_model, tree, tmp_path):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA")
+    out = tmp_path / "out"
+    r = denoise(str(tree), "--out-dir", str(out), "--device", "cuda", "--model", str(tiny_model))
+    assert r.returncode == 1
+    assert r.stderr.strip() == ("streamae: error: --device cuda: this onnxruntime has no CUDA provider "
+                                "(install onnxruntime-gpu with a matching CUDA)")
+    assert not out.exists()
+
+
+def test_usage_errors(tiny_model, tree, tmp_path):
+    r = denoise(str(tree / "a.wav"), str(tree / "b.flac"), "-o", str(tmp_path / "x.wav"), "--model", str(tiny_model))
+    assert r.returncode == 1 and "--out-dir" in r.stderr
+    r = denoise(str(tmp_path / "nothing"), "--out-dir", str(tmp_path / "out"), "--model", str(tiny_model))
+    assert r.returncode == 1 and "no such file or folder" in r.stderr
+    r = denoise(str(tree / "calls" / "old" / ".."), "--glob", "*.flac", "--out-dir", str(tmp_path / "out"),
+                "--model", str(tiny_model))
+    assert r.returncode == 1 and "no audio files" in r.stderr and "--recursive" in r.stderr

@@ -33,7 +33,8 @@ def _add_train(tasks) -> None:
     p.add_argument("--steps", type=int, default=0, help="step budget (0: time only)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--sparsity", type=float, default=0.05, help="L1 weight on the code (default 0.05)")
+    p.add_argument("--sparsity", type=float, default=0.02,
+                   help="L1 weight on the code (default 0.02; 0.05 left the UAV model with an all-zero code)")
     p.add_argument("--hidden", type=int, default=96, help="hidden channels")
     p.add_argument("--code", type=int, default=12, help="code channels per 2 frames (64 bands in)")
     p.add_argument("--window-seconds", type=float, default=2.0, help="audio per score (default 2)")

@@ -1,0 +1,298 @@
+"""Anomaly model end to end on synthetic machine sound: train (seconds), export, reload,
+score, eval, monitor (file, folder, webhook, mic glue) and the shipped demo model.
+
+Normal = a wobbling harmonic hum with a noisy resonance; anomalous = the same machine with
+a bearing-like click train and a new whine added. Nothing here reads ../shared.
+"""
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import REPO
+from streamae.anomaly.alerts import AlertPolicy, JsonLines, Webhook
+from streamae.anomaly.monitor import Monitor, watch_folder
+from streamae.anomaly.scorer import AnomalyModel
+from streamae.audio import resample
+from streamae.cli import main
+
+RATE = 16000
+DEMO = REPO / "models" / "anomaly-mimii-id00.onnx"
+
+
+def machine(seconds: float, seed: int, anomalous: bool = False, rate: int = RATE) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = 90 * (1 + rng.uniform(-0.03, 0.03)) * (1 + 0.01 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t))
+    phase = 2 * np.pi * np.cumsum(f0) / rate
+    x = sum(np.sin(k * phase + rng.uniform(0, 6)) / k ** 0.8 for k in range(1, 40))
+    noise = np.convolve(rng.standard_normal(len(t)), np.exp(-np.arange(64) / 16) * np.cos(2 * np.pi * 1200 / rate * np.arange(64)), "same")
+    x = x / np.std(x) + 0.3 * noise / np.std(noise) + 0.05 * rng.standard_normal(len(t))
+    if anomalous:
+        x += fault(len(t), rate, rng) * np.std(x)
+    return (0.05 * x / np.std(x)).astype(np.float32)
+
+
+def fault(n: int, rate: int, rng) -> np.ndarray:
+    t = np.arange(n) / rate
+    clicks = np.zeros(n)
+    k = np.arange(int(0.02 * rate)) / rate
+    click = np.exp(-k / 0.002) * np.sin(2 * np.pi * 3500 * k)
+    for i in range(0, n - len(click), int(rate / 23)):
+        clicks[i:i + len(click)] += click
+    tone = np.sin(2 * np.pi * 2600 * t)
+    return 0.6 * clicks / np.std(clicks) + 0.2 * tone
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("machine")
+    for name, n, seed0, bad in (("train", 5, 0, False), ("val", 3, 100, False), ("test_normal", 3, 200, False),
+                                ("test_anomalous", 3, 300, True)):
+        (root / name).mkdir()
+        for i in range(n):
+            sf.write(root / name / f"{name}_{i}.wav", machine(8.0, seed0 + i, bad), RATE, subtype="PCM_16")
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(data) -> Path:
+    """A tiny model trained through the CLI for a few seconds (step budget), exported and calibrated."""
+    path = data / "tiny.onnx"
+    code = main(["anomaly", "train", "--normal", str(data / "train"), "--val-normal", str(data / "val"), "-o", str(path),
+                 "--run-dir", str(data / "run"), "--steps", "150", "--batch", "16", "--hidden", "32", "--code", "8",
+                 "--threads", "2", "--log-seconds", "1"])
+    assert code == 0 and path.exists()
+    return path
+
+
+def test_export_reloads_with_calibrated_threshold_and_card(model, data):
+    m = AnomalyModel(model)
+    assert m.info["kind"] == "anomaly" and m.info["training"]["steps"] == 150
+    held_out = [s.score for f in sorted((data / "val").iterdir()) for s in m.file_window_scores(f)]
+    assert m.threshold == pytest.approx(np.percentile(held_out, 99.5), rel=1e-9)
+    assert m.info["calibration"]["percentile"] == 99.5 and len(m.info["calibration"]["held_out"]) == 3
+    card = json.loads(model.with_suffix(".json").read_text())
+    assert card["threshold"] == m.threshold and 0.0 <= card["sparsity"]["zero_fraction"] <= 1.0
+    assert card["sparsity"]["zero_fraction"] > 0.05  # the ReLU code with its L1 penalty is really sparse
+
+
+def test_onnx_scores_equal_the_torch_model(model, data):
+    torch = pytest.importorskip("torch")
+    from streamae.anomaly.features import file_frames, window_at
+    from streamae.train.anomaly import NetConfig, SparseConvAE
+
+    ckpt = torch.load(data / "run" / "checkpoint.pt", weights_only=False)
+    net = SparseConvAE(NetConfig.from_dict(ckpt["net"]))
+    net.load_state_dict(ckpt["model"])
+    m = AnomalyModel(model)
+    frames = file_frames(data / "test_anomalous" / "test_anomalous_0.wav", m.features)
+    wins = np.stack([window_at(frames, s, m.features) for s in (0, 100, 250)])
+    with torch.no_grad():
+        expected = net.eval()(torch.from_numpy(wins))[0].numpy()
+    np.testing.assert_allclose(m.score_windows(wins), expected, rtol=1e-4)
+
+
+def test_training_resumes_from_its_checkpoint(model, data, capsys):
+    path = data / "resumed.onnx"
+    run = data / "run2"
+    args = ["anomaly", "train", "--normal", str(data / "train"), "--val-normal", str(data / "val"), "-o", str(path),
+            "--run-dir", str(run), "--batch", "8", "--hidden", "16", "--code", "4", "--threads", "2"]
+    assert main(args + ["--steps", "20"]) == 0
+    assert main(args + ["--steps", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed" in out and "at step 20" in out
+    assert AnomalyModel(path).info["training"]["steps"] == 30
+
+
+def test_score_json_lines(model, data, capsys):
+    files = [data / "test_normal" / "test_normal_0.wav", data / "test_anomalous" / "test_anomalous_0.wav"]
+    assert main(["anomaly", "score", *map(str, files), "--model", str(model), "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["file"] for r in lines] == list(map(str, files))
+    for r in lines:
+        assert {"file", "score", "threshold", "anomalous"} <= set(r)
+        assert isinstance(r["score"], float) and isinstance(r["anomalous"], bool)
+        assert r["anomalous"] == (r["score"] > r["threshold"])
+    assert [r["anomalous"] for r in lines] == [False, True]
+    assert lines[1]["score"] > 2 * lines[0]["score"]
+
+
+def test_eval_is_far_above_chance(model, data, capsys):
+    assert main(["anomaly", "eval", "--model", str(model), "--normal", str(data / "test_normal"),
+                 "--anomalous", str(data / "test_anomalous"), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["windows"]["auc"] > 0.95 and r["files"]["auc"] == 1.0
+    assert r["windows"]["normal"] == r["windows"]["anomalous"] == 3 * 13  # 8 s files, 2 s windows every 0.5 s
+    c = r["files"]["at_threshold"]
+    assert c["true_positives"] == 3 and c["false_positives"] == 0
+
+
+def spliced(path: Path, rate: int = RATE) -> float:
+    """normal 20 s | anomalous 10 s | normal 20 s; returns the fault's onset."""
+    x = np.concatenate([machine(20, 11), machine(10, 11, True), machine(20, 11)])
+    sf.write(path, resample(x, RATE, rate), rate)  # the same machine, recorded at another rate
+    return 20.0
+
+
+def test_monitor_file_one_alert_per_fault(model, tmp_path, capsys):
+    src = tmp_path / "spliced.flac"
+    onset = spliced(src, rate=22050)
+    alerts, scores, png = tmp_path / "alerts.jsonl", tmp_path / "scores.jsonl", tmp_path / "scores.png"
+    assert main(["monitor", str(src), "--model", str(model), "--alerts", str(alerts), "--scores", str(scores),
+                 "--plot", str(png), "--cooldown", "5"]) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [e["event"] for e in printed] == ["anomaly_start", "anomaly_end"]
+    start, end = printed
+    assert onset < start["offset_s"] < onset + 4.0  # found within 4 s of the onset
+    assert onset + 10 < end["offset_s"] < onset + 10 + 4.0
+    assert start["score"] > start["threshold"] and "T" in start["time"]
+    assert [json.loads(line) for line in alerts.read_text().splitlines()] == printed
+    log = [json.loads(line) for line in scores.read_text().splitlines()]
+    assert len(log) == 97 and {"offset_s", "score", "above"} <= set(log[0])  # 50 s: windows 2 s every 0.5 s
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_monitor_watches_a_folder_for_new_files(model, tmp_path):
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    sf.write(folder / "old.wav", machine(6, 9, True), RATE)  # there before the watch: ignored
+    m = AnomalyModel(model)
+    mon = Monitor(m, AlertPolicy(k=2, n=3, cooldown_s=0), [])
+    t = threading.Thread(target=watch_folder, args=(mon, folder, 0.05, False, 1.0))
+    t.start()
+    time.sleep(0.3)
+    sf.write(folder / "a.wav", machine(6, 3), RATE)
+    sf.write(folder / ".b.wav.partial", machine(6, 4, True), RATE, format="WAV")  # hidden temp file: not read
+    time.sleep(0.3)
+    (folder / ".b.wav.partial").rename(folder / "b.wav")
+    t.join(20)
+    assert not t.is_alive()
+    assert [s for s in {e.get("source") for e in mon.events} if s] == [str(folder / "b.wav")]
+    assert len(mon.history) == 2 * 9  # a.wav and b.wav, 9 windows each; old.wav was not scored
+    assert mon.history[9].start_s == pytest.approx(6.0, abs=0.01)  # the time line continues across files
+
+
+class _Collect(http.server.BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):
+        self.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def server(handler):
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/alerts"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_webhook_delivers_each_alert(model, tmp_path, capsys):
+    src = tmp_path / "spliced.wav"
+    spliced(src)
+    _Collect.received = []
+    with server(_Collect) as url:
+        assert main(["monitor", str(src), "--model", str(model), "--webhook", url, "--quiet"]) == 0
+    assert capsys.readouterr().out == ""
+    assert [e["event"] for e in _Collect.received] == ["anomaly_start", "anomaly_end"]
+
+
+def test_a_dead_or_hanging_webhook_never_stalls_the_audio(model, tmp_path):
+    class Hang(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            time.sleep(3)
+
+        def log_message(self, *args):
+            pass
+
+    logs: list[str] = []
+    m = AnomalyModel(model)
+    x = np.concatenate([machine(10, 1), machine(10, 1, True)])
+    with server(Hang) as url:
+        hook = Webhook(url, timeout_s=0.3, retries=1, backoff_s=0.05, log=logs.append)
+        t0 = time.perf_counter()
+        for i in range(100):  # 100 alerts queued from the audio side
+            hook({"event": "anomaly_start", "i": i})
+        queued = time.perf_counter() - t0
+        mon = Monitor(m, AlertPolicy(), [hook])
+        t0 = time.perf_counter()
+        mon.feed((x[i:i + 1600][None] for i in range(0, len(x), 1600)), RATE, 1, "x")
+        fed = time.perf_counter() - t0
+        hook.close(wait_s=0.5)
+        deadline = time.monotonic() + 5
+        while hook.failed == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert queued < 0.05  # never waits on the network
+    assert fed < 3.0  # 20 s of audio scored while every post hangs
+    assert hook.delivered == 0 and hook.failed >= 1 and "gave up" in logs[0]
+    dead = Webhook("http://127.0.0.1:9/none", timeout_s=0.2, retries=0, backoff_s=0.0, log=logs.append)
+    dead({"event": "x"})
+    dead.close(wait_s=2.0)
+    assert dead.failed == 1
+
+
+def test_mic_source_runs_through_the_live_worker(model, monkeypatch):
+    """The mic glue on top of streamae.live.listen, with a fake device feeding 100 ms blocks."""
+    pytest.importorskip("streamae.live")
+    from streamae.anomaly import mic
+    from streamae.worker import BlockWorker
+
+    x = np.concatenate([machine(10, 2), machine(8, 2, True)])
+
+    @contextmanager
+    def fake_listen(process_block, *, sample_rate, block_frames, channels, device, history_seconds):
+        worker = BlockWorker(process_block, block_frames, channels, sample_rate=sample_rate, output=False, lossless=True)
+        with worker:
+            feeder = threading.Thread(target=lambda: (worker.feed(x[:, None]), worker.finish()))
+            feeder.start()
+            yield worker
+            feeder.join()
+
+    monkeypatch.setattr(mic, "_listen", lambda: fake_listen)
+    mon = Monitor(AnomalyModel(model), AlertPolicy(), [])
+    mic.monitor_mic(mon, duration_s=3.0)
+    mon.close()
+    assert len(mon.history) == 33  # 18 s of "microphone"
+    assert [e["event"] for e in mon.events] == ["anomaly_start", "anomaly_end"]
+    assert mon.events[0]["source"] == "mic" and 10 < mon.events[0]["offset_s"] < 14
+
+
+def test_user_errors_are_one_line(model, tmp_path, capsys):
+    short = tmp_path / "short.wav"
+    sf.write(short, machine(1.0, 0), RATE)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    for args, msg in ((["anomaly", "score", str(tmp_path / "missing.wav"), "--model", str(model)], "no such file"),
+                      (["anomaly", "score", str(short), "--model", str(model)], "shorter than the model's 2.00 s window"),
+                      (["anomaly", "score", str(short), "--model", str(bad)], "not a loadable ONNX model"),
+                      (["monitor", str(short), "--model", str(model), "-k", "5", "-n", "3"], "k <= n"),
+                      (["monitor", str(short), "--model", str(model), "--webhook", "ftp://x"], "http")):
+        assert main(args) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("streamae: error:") and msg in err and "\n" not in err
+
+
+def test_shipped_demo_model_flags_the_anomalous_example_only(capsys):
+    clips = [REPO / "examples" / "machine" / "normal.flac", REPO / "examples" / "machine" / "anomalous.flac"]
+    assert main(["anomaly", "score", *map(str, clips), "--model", str(DEMO), "--json"]) == 0
+    normal, anomalous = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert normal["anomalous"] is False and anomalous["anomalous"] is True
+    assert anomalous["score"] > normal["threshold"] > normal["score"]
+    assert DEMO.stat().st_size < 5e6

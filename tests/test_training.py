@@ -35,3 +35,30 @@ def test_training_resumes_from_its_checkpoint(tiny_model, capsys):
     out = capsys.readouterr().out
     assert "resumed" in out and "at step 4" in out
     assert '"steps": 6' in out
+
+
+def test_a_non_finite_batch_is_skipped_not_learned(tiny_model, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from streamae.cli import main
+    from streamae.train import data
+
+    real = data.Mixer.batch
+    calls = {"n": 0}
+
+    def poisoned(self, size):
+        noisy, clean = real(self, size)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            noisy[0, 100] = float("nan")
+        return noisy, clean
+
+    monkeypatch.setattr(data.Mixer, "batch", poisoned)
+    root = tiny_model.parent
+    run = tmp_path / "run"
+    assert main(["train", "denoiser", "--speech", str(root / "speech"), "--noise", str(root / "noise"),
+                 "--run-dir", str(run), "--steps", "3", "--batch", "2", "--seconds", "1", "--code", "32",
+                 "--bottleneck", "16", "--hidden", "16", "--dilations", "1", "--threads", "2"]) == 0
+    assert '"skipped_batches": 1' in capsys.readouterr().out
+    weights = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())

@@ -31,7 +31,12 @@ def multi_resolution_stft(estimate: torch.Tensor, target: torch.Tensor, referenc
         window = torch.hann_window(n, device=estimate.device)
         mags = [torch.stft(s, n, n // 4, window=window, return_complex=True).abs() for s in (estimate, target)]
         est, tgt = mags
-        convergence = (tgt - est).norm(dim=(-2, -1)) / (tgt.norm(dim=(-2, -1)) + 1e-5)
+        # sqrt(sum + eps), not .norm(): the norm's gradient at exactly zero is undefined
+        convergence = _safe_norm(tgt - est) / (_safe_norm(tgt) + 1e-5)
         log_mag = (torch.log(est + 1e-5) - torch.log(tgt + 1e-5)).abs().mean(dim=(-2, -1))
         total = total + (convergence + log_mag).mean()
     return total / len(sizes)
+
+
+def _safe_norm(x: torch.Tensor) -> torch.Tensor:
+    return (x.pow(2).sum(dim=(-2, -1)) + 1e-10).sqrt()

@@ -61,6 +61,7 @@ def main(args: argparse.Namespace) -> Path | None:
     budget_s = args.minutes * 60
     start, last_ckpt, last_log = time.time() - elapsed, time.time(), time.time()
     logs: list[float] = []
+    skipped = 0
     net.train()
     while True:
         elapsed = time.time() - start
@@ -70,6 +71,9 @@ def main(args: argparse.Namespace) -> Path | None:
         for g in opt.param_groups:
             g["lr"] = _learning_rate(args.lr, step, progress)
         noisy, clean = mixer.batch(args.batch)
+        if not bool(torch.isfinite(noisy).all() and torch.isfinite(clean).all()):
+            skipped += 1  # checked before the forward pass, which would update BatchNorm statistics
+            continue
         estimate, code = net.forward_with_code(noisy)
         loss_snr = -snr_db(estimate, clean).mean()
         loss_stft = multi_resolution_stft(estimate, clean, noisy)
@@ -78,7 +82,10 @@ def main(args: argparse.Namespace) -> Path | None:
         loss = loss_snr + args.stft_weight * loss_stft + args.sparsity * loss_code
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+            skipped += 1  # one bad batch must not poison the weights (or the checkpoint)
+            continue
         opt.step()
         step += 1
         logs.append(-loss_snr.item())
@@ -88,6 +95,8 @@ def main(args: argparse.Namespace) -> Path | None:
             recent = logs[-args.log_every:]
             line = (f"step {step} | {elapsed / 60:5.1f}/{args.minutes:.0f} min | train SNR {sum(recent) / max(len(recent), 1):6.2f} dB"
                     f" | stft {loss_stft.item():.3f} | code {loss_code.item():.3f} | lr {opt.param_groups[0]['lr']:.2e} | {rate:.1f} it/s")
+            if skipped:
+                line += f" | {skipped} non-finite batches skipped"
             if dev is not None and step % (args.log_every * 10) == 0:
                 line += f" | dev SI-SDR +{_dev_improvement(net, dev):.2f} dB"
             print(line, flush=True)
@@ -95,7 +104,7 @@ def main(args: argparse.Namespace) -> Path | None:
             _save_checkpoint(ckpt_path, net, opt, step, time.time() - start)
             last_ckpt = time.time()
     _save_checkpoint(ckpt_path, net, opt, step, time.time() - start)
-    summary = {"steps": step, "minutes": round((time.time() - start) / 60, 1), "device": str(device),
+    summary = {"steps": step, "skipped_batches": skipped, "minutes": round((time.time() - start) / 60, 1), "device": str(device),
                "batch": args.batch, "crop_seconds": args.seconds, "sparsity_weight": args.sparsity}
     if dev is not None:
         summary["dev_si_sdr_improvement_db"] = round(_dev_improvement(net, dev), 2)
@@ -141,8 +150,11 @@ def _dev_improvement(net: DenoiserNet, dev) -> float:
 
 
 def _save_checkpoint(path: Path, net, opt, step: int, elapsed: float) -> None:
+    state = net.state_dict()
+    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        raise RuntimeError(f"model diverged (non-finite weights) at step {step}; keeping the previous {path}")
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed,
+    torch.save({"model": state, "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed,
                 "config": net.config.to_dict()}, tmp)
     os.replace(tmp, path)
 

@@ -20,6 +20,7 @@ from .errors import StreamaeError
 from .worker import BlockWorker, FrameRing, ProcessBlock
 
 LIVE_RESAMPLE_QUALITY = "LQ"  # soxr "HQ" adds ~57 ms at 48 kHz; "LQ" ~29 ms; 16 kHz devices none
+STALL_SECONDS = 3.0  # no input for this long: the device stream is dead, say so instead of hanging
 SWITCH_INTERVAL_S = 0.001  # the GIL hand-over the audio callback may wait for (CPython's default: 5 ms)
 
 
@@ -167,16 +168,18 @@ def run_devices(args: argparse.Namespace, load_denoiser) -> None:
     stream, worker = _worker_for(args, denoiser, rate)
     limit = int(args.duration * rate) if args.duration else None
     recorder: Recorder | None = None  # created last: nothing may fail between it and its close()
-    scratch = np.zeros((worker.block_frames * 8, args.channels), np.float32)
+    scratch = [np.zeros((worker.block_frames * 8, args.channels), np.float32)]
 
     def callback(indata, *rest):
-        outdata = rest[0] if play else scratch[:len(indata)]
+        if not play and len(indata) > len(scratch[0]):
+            scratch[0] = np.zeros((len(indata), args.channels), np.float32)
+        outdata = rest[0] if play else scratch[0][:len(indata)]
         _count_device_xruns(worker, rest[-1])
         worker.process(indata, outdata)
         if recorder:
             recorder.write(outdata)
 
-    common = dict(samplerate=rate, blocksize=worker.block_frames, callback=callback)
+    common = dict(samplerate=rate, blocksize=round(args.callback_ms * rate / 1000), callback=callback)
     if play:
         audio = _open(sd.Stream, device=(in_index, out_index), channels=args.channels, **common)
     else:
@@ -215,6 +218,8 @@ def run_file(args: argparse.Namespace, denoiser) -> None:
 
 def _worker_for(args, denoiser, rate: int, lossless: bool = False):
     stream = denoiser.stream(rate, channels=args.channels, resample_quality=args.resample_quality)
+    stream.process(np.zeros((args.channels, rate // 10), np.float32))  # warm up onnxruntime: the first
+    stream.flush()  # call is slow and would miss its deadline; flush() starts the stream afresh
     block = max(1, round(args.chunk_ms * rate / 1000))
     worker = BlockWorker(stream.process, block, args.channels, sample_rate=rate,
                          latency_frames=stream.latency_samples, slack_blocks=args.buffer_chunks, lossless=lossless)
@@ -243,6 +248,7 @@ def _wait(worker: BlockWorker, recorder: Recorder | None, limit: int | None, sta
     """Until the recording is long enough (or --duration passed) or Ctrl-C; stats every few seconds."""
     next_stats = time.monotonic() + stats_every if stats_every else float("inf")
     running = False
+    seen, seen_at = 0, time.monotonic()
     try:
         while True:
             if not running and worker.stats.blocks_in:
@@ -250,6 +256,11 @@ def _wait(worker: BlockWorker, recorder: Recorder | None, limit: int | None, sta
                 print("live: running" + ("" if limit else ", Ctrl-C stops"), file=sys.stderr, flush=True)
             time.sleep(0.02)
             worker.check()
+            if worker.stats.blocks_in != seen:
+                seen, seen_at = worker.stats.blocks_in, time.monotonic()
+            elif time.monotonic() - seen_at > STALL_SECONDS:
+                raise StreamaeError(f"the input device delivered no audio for {STALL_SECONDS:.0f} s (some "
+                                    "PortAudio/ALSA setups stall with a fixed --callback-ms; try 0, or another --rate)")
             if limit is not None and (recorder.full() if recorder else worker.stats.blocks_in * worker.block_frames >= limit):
                 return
             if time.monotonic() >= next_stats:
@@ -350,7 +361,9 @@ def add_parser(sub) -> None:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--rate", type=int, default=None, help="device sample rate (default: the device's)")
     p.add_argument("--channels", type=int, default=1, help="channels to clean (default 1)")
-    p.add_argument("--chunk-ms", type=float, default=10.0, help="audio callback chunk (default 10 ms)")
+    p.add_argument("--chunk-ms", type=float, default=10.0, help="block the model cleans at a time (default 10 ms)")
+    p.add_argument("--callback-ms", type=float, default=0.0,
+                   help="device buffer per callback (default 0: the device's choice, usually the lowest latency)")
     p.add_argument("--buffer-chunks", type=int, default=2,
                    help="chunks the model may take before its output is due (default 2; 1 is the minimum)")
     p.add_argument("--resample-quality", default=LIVE_RESAMPLE_QUALITY, choices=["QQ", "LQ", "MQ", "HQ", "VHQ"],
@@ -368,8 +381,9 @@ def run(args: argparse.Namespace) -> int:
     if args.list_devices:
         print(device_table())
         return 0
-    if args.chunk_ms <= 0 or args.buffer_chunks < 1 or args.channels < 1:
-        raise StreamaeError("--chunk-ms must be positive, --buffer-chunks and --channels at least 1")
+    if args.chunk_ms <= 0 or args.callback_ms < 0 or args.buffer_chunks < 1 or args.channels < 1:
+        raise StreamaeError("--chunk-ms must be positive, --callback-ms not negative, "
+                            "--buffer-chunks and --channels at least 1")
     if args.input_file and not args.record:
         raise StreamaeError("--input-file needs --record OUT (playing a file to a device is not supported)")
     if args.record:

@@ -74,7 +74,7 @@ def bench_live(args) -> None:
 
     clip = REPO / "runs" / "bench-live-clip.wav"
     sf.write(clip, speech_and_noise(10.0, 7), RATE, subtype="FLOAT")
-    with PulseLoopback(rate=RATE) as pulse:
+    with PulseLoopback(rate=RATE, rt_priority=args.rt_priority + 5 if args.rt_priority else 0) as pulse:
         # 1) xruns: --seconds of live cleaning while noisy speech plays into the microphone
         live, log = start_live(args, pulse.env, args.seconds)
         player = subprocess.Popen(f"while true; do paplay --device=mic {clip}; done", shell=True, env=pulse.env,
@@ -86,25 +86,31 @@ def bench_live(args) -> None:
         # 2) latency: probe bursts reach "speaker" directly and through mic -> streamae -> speaker
         pulse.pactl("load-module", "module-combine-sink", "sink_name=both", "slaves=mic,speaker",
                     f"rate={RATE}", "channels=1")
-        live, log = start_live(args, pulse.env, 30)
+        live, log = start_live(args, pulse.env, 20)
         lags = []
-        for _ in range(5):
+        for _ in range(3):
             lags += probe_lags(pulse.env)
         live.terminate()
         live.wait()
     clip.unlink()
-    print(f"xrun run ({args.seconds:.0f} s, {args.rate} Hz, chunk {args.chunk_ms} ms, "
-          f"{args.buffer_chunks} buffer chunks): " + re.search(r"live: done: [^\n]*", xrun_log).group(0))
-    print("reported: " + re.search(r"latency [^\n]*", xrun_log).group(0))
+    print(f"xrun run ({args.seconds:.0f} s, {args.rate} Hz, chunk {args.chunk_ms} ms, callback "
+          f"{args.callback_ms if args.callback_ms is not None else args.chunk_ms} ms, {args.buffer_chunks} buffer chunks"
+          f"{f', --rt-priority {args.rt_priority}' if args.rt_priority else ''}): " + _found(r"live: done: [^\n]*", xrun_log))
+    print("reported: " + _found(r"latency [^\n]*", xrun_log))
     if lags:
         print(f"measured end to end (mic signal -> speaker signal, {len(lags)} bursts): median "
               f"{statistics.median(lags):.1f} ms, range {min(lags):.1f}-{max(lags):.1f} ms")
 
 
+def _found(pattern: str, text: str) -> str:
+    m = re.search(pattern, text)
+    return m.group(0) if m else "(not found: " + text.strip().splitlines()[-1] + ")"
+
+
 def start_live(args, env: dict, seconds: float):
     cmd = [sys.executable, "-m", "streamae", "live", "--rate", str(args.rate), "--chunk-ms", str(args.chunk_ms),
            "--buffer-chunks", str(args.buffer_chunks), "--duration", str(seconds), "--stats", "10",
-           "--atten-lim-db", "0"]
+           "--atten-lim-db", "0", "--rt-priority", str(args.rt_priority)] + (["--callback-ms", str(args.callback_ms)] if args.callback_ms is not None else [])
     cmd += ["--model", args.model] if args.model else []
     live = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     log, running = [], threading.Event()
@@ -176,6 +182,9 @@ def main() -> None:
     lv.add_argument("--chunk-ms", type=float, default=10.0)
     lv.add_argument("--rate", type=int, default=RATE, help="streamae's device rate (the server runs at 48 kHz)")
     lv.add_argument("--buffer-chunks", type=int, default=2)
+    lv.add_argument("--callback-ms", type=float, default=None)
+    lv.add_argument("--rt-priority", type=int, default=0,
+                    help="streamae live --rt-priority N, and the PulseAudio server at N+5 (as rtkit would run it)")
     sub.add_parser("_probe")
     args = p.parse_args()
     {"batch": bench_batch, "live": bench_live, "_probe": lambda a: probe()}[args.what](args)

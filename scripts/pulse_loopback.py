@@ -37,8 +37,9 @@ def available() -> str | None:
 
 
 class PulseLoopback:
-    def __init__(self, rate: int = 48000, channels: int = 1):
-        self.rate, self.channels = rate, channels
+    def __init__(self, rate: int = 48000, channels: int = 1, rt_priority: int = 0):
+        """rt_priority: run the server SCHED_FIFO (as rtkit would on a desktop); needs root."""
+        self.rate, self.channels, self.rt_priority = rate, channels, rt_priority
         self.dir = Path(tempfile.mkdtemp(prefix="streamae-pulse-"))
         self.socket = self.dir / "native"
         self.env = {**os.environ, "PULSE_SERVER": f"unix:{self.socket}", "PULSE_RUNTIME_PATH": str(self.dir),
@@ -65,7 +66,8 @@ class PulseLoopback:
             f"load-module module-null-sink sink_name=mic {sink}\n"
             f"load-module module-null-sink sink_name=speaker {sink}\n"
             "set-default-source mic.monitor\nset-default-sink speaker\n")
-        self._spawn(["pulseaudio", "-n", "-F", str(config), "--daemonize=no", "--exit-idle-time=-1",
+        fifo = ["chrt", "-f", str(self.rt_priority)] if self.rt_priority else []
+        self._spawn(fifo + ["pulseaudio", "-n", "-F", str(config), "--daemonize=no", "--exit-idle-time=-1",
                      "--disallow-exit", "--use-pid-file=no", "--system=no", "--disable-shm=yes",
                      "--log-target=stderr", "--log-level=error"])
         self._wait_ready()
@@ -83,7 +85,7 @@ class PulseLoopback:
 
     def _spawn(self, cmd: list[str]) -> None:
         self.procs.append(subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.PIPE if cmd[0] == "pulseaudio" else subprocess.DEVNULL))
+                                           stderr=subprocess.PIPE if "pulseaudio" in cmd else subprocess.DEVNULL))
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout

@@ -6,6 +6,7 @@ sounddevice is imported only when a device is opened, so file-only use needs no 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -160,6 +161,8 @@ class Recorder:
 def run_devices(args: argparse.Namespace, load_denoiser) -> None:
     """Microphone -> denoiser -> output device and/or --record file, until --duration or Ctrl-C."""
     sd = sounddevice()
+    if args.rt_priority:
+        raise_priority(args.rt_priority)  # before any audio thread starts: they inherit it
     in_index = resolve_device(args.input_device, "input")
     play = args.output_device is not None or not args.record
     out_index = resolve_device(args.output_device, "output") if play else None
@@ -179,9 +182,11 @@ def run_devices(args: argparse.Namespace, load_denoiser) -> None:
         if recorder:
             recorder.write(outdata)
 
-    common = dict(samplerate=rate, blocksize=round(args.callback_ms * rate / 1000), callback=callback)
+    callback_ms = args.chunk_ms if args.callback_ms is None else args.callback_ms
+    common = dict(samplerate=rate, blocksize=round(callback_ms * rate / 1000), callback=callback)
     if play:
-        audio = _open(sd.Stream, device=(in_index, out_index), channels=args.channels, **common)
+        audio = _open(sd.Stream, device=(in_index, out_index), channels=args.channels,
+                      prime_output_buffers_using_stream_callback=True, **common)
     else:
         audio = _open(sd.InputStream, device=in_index, channels=args.channels, **common)
     device_ms = 1000 * (sum(audio.latency) if play else audio.latency)
@@ -231,6 +236,15 @@ def _recorder(args, rate: int, limit: int | None) -> Recorder:
     return Recorder(Path(args.record), rate, args.channels, fmt, subtype, limit=limit)
 
 
+def raise_priority(priority: int) -> None:
+    """SCHED_FIFO for this thread and the threads it starts (worker, PortAudio's callback), so
+    other busy processes cannot delay the audio; needs root or an rtprio limit."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (AttributeError, PermissionError, OSError) as e:
+        print(f"live: cannot raise priority ({e}); running at normal priority", file=sys.stderr)
+
+
 def _run_until_done(worker: BlockWorker, audio, recorder: Recorder | None, limit: int | None, stats_every: float) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     ok = False
@@ -259,8 +273,8 @@ def _wait(worker: BlockWorker, recorder: Recorder | None, limit: int | None, sta
             if worker.stats.blocks_in != seen:
                 seen, seen_at = worker.stats.blocks_in, time.monotonic()
             elif time.monotonic() - seen_at > STALL_SECONDS:
-                raise StreamaeError(f"the input device delivered no audio for {STALL_SECONDS:.0f} s (some "
-                                    "PortAudio/ALSA setups stall with a fixed --callback-ms; try 0, or another --rate)")
+                raise StreamaeError(f"the input device delivered no audio for {STALL_SECONDS:.0f} s (PortAudio's "
+                                    "ALSA duplex stalls with some buffer sizes: try another --callback-ms or --rate)")
             if limit is not None and (recorder.full() if recorder else worker.stats.blocks_in * worker.block_frames >= limit):
                 return
             if time.monotonic() >= next_stats:
@@ -362,10 +376,14 @@ def add_parser(sub) -> None:
     p.add_argument("--rate", type=int, default=None, help="device sample rate (default: the device's)")
     p.add_argument("--channels", type=int, default=1, help="channels to clean (default 1)")
     p.add_argument("--chunk-ms", type=float, default=10.0, help="block the model cleans at a time (default 10 ms)")
-    p.add_argument("--callback-ms", type=float, default=0.0,
-                   help="device buffer per callback (default 0: the device's choice, usually the lowest latency)")
+    p.add_argument("--callback-ms", type=float, default=None,
+                   help="device buffer per callback (default: --chunk-ms; 0: the device's choice, often lower "
+                   "latency but more xruns on a busy machine)")
     p.add_argument("--buffer-chunks", type=int, default=2,
                    help="chunks the model may take before its output is due (default 2; 1 is the minimum)")
+    p.add_argument("--rt-priority", type=int, default=0, metavar="N",
+                   help="run the audio threads with real-time priority N (1-99; needs root or an rtprio "
+                   "limit); removes xruns on a busy machine")
     p.add_argument("--resample-quality", default=LIVE_RESAMPLE_QUALITY, choices=["QQ", "LQ", "MQ", "HQ", "VHQ"],
                    help=f"soxr quality when the device rate is not the model's (default {LIVE_RESAMPLE_QUALITY})")
     p.add_argument("--stats", type=float, default=0.0, metavar="SECONDS",
@@ -381,7 +399,7 @@ def run(args: argparse.Namespace) -> int:
     if args.list_devices:
         print(device_table())
         return 0
-    if args.chunk_ms <= 0 or args.callback_ms < 0 or args.buffer_chunks < 1 or args.channels < 1:
+    if args.chunk_ms <= 0 or (args.callback_ms or 0) < 0 or args.buffer_chunks < 1 or args.channels < 1:
         raise StreamaeError("--chunk-ms must be positive, --callback-ms not negative, "
                             "--buffer-chunks and --channels at least 1")
     if args.input_file and not args.record:

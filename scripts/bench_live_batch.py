@@ -73,7 +73,7 @@ def bench_live(args) -> None:
     import soundfile as sf
 
     clip = REPO / "runs" / "bench-live-clip.wav"
-    sf.write(clip, speech_and_noise(10.0, 7), RATE, subtype="FLOAT")
+    sf.write(clip, speech_and_noise(args.seconds + 10, 7), RATE, subtype="FLOAT")  # one stream, no restarts
     with PulseLoopback(rate=RATE, rt_priority=args.rt_priority + 5 if args.rt_priority else 0) as pulse:
         # 1) xruns: --seconds of live cleaning while noisy speech plays into the microphone
         live, log = start_live(args, pulse.env, args.seconds)

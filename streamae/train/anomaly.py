@@ -33,6 +33,14 @@ from ..errors import StreamaeError
 from .export import OPSET, _save
 
 STATS_WINDOWS = 2000  # random windows that set the per-band mean and spread
+SCORE_WINDOWS = 1000  # random training windows that set each score view's centre and spread
+TOP_FRAMES_FRACTION = 0.1  # the frame view averages the worst 10 % of a window's frames (12 of 122)
+
+
+SCORE_DESCRIPTION = ("squared reconstruction error of the per-band standardised, level-normalised log-mel window, "
+                     "seen two ways: the worst band's mean over the window, and the mean over bands of the worst 10 % "
+                     "of frames; each minus its median on normal training windows, over its standard deviation there; "
+                     "the window score is the larger; per file: mean over windows")
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,8 @@ class SparseConvAE(nn.Module):
         b, h, c = cfg.bands, cfg.hidden, cfg.code
         self.register_buffer("mean", torch.zeros(1, b, 1))
         self.register_buffer("std", torch.ones(1, b, 1))
+        self.register_buffer("score_center", torch.zeros(2))
+        self.register_buffer("score_scale", torch.ones(2))
         self.encoder = nn.Sequential(
             nn.Conv1d(b, h, 5, padding=2), nn.ReLU(),
             nn.Conv1d(h, h, 5, stride=2, padding=2), nn.ReLU(),
@@ -76,17 +86,41 @@ class SparseConvAE(nn.Module):
         frame_error = (self.decoder(code) - z).pow(2).mean(dim=1)
         return frame_error, code
 
+    def views(self, error: torch.Tensor) -> torch.Tensor:
+        """Squared error [B, bands, frames] -> the two ways a fault shows, [B, 2]:
+        the worst band's mean over the window (a whine or a resonance lives in a few bands all
+        the time) and the mean of the worst `top_frames` frames over all bands (a rattle or a knock
+        is broadband but brief)."""
+        band = error.mean(dim=2).amax(dim=1)
+        frame = torch.topk(error.mean(dim=1), self.top_frames, dim=1).values.mean(dim=1)
+        return torch.stack([band, frame], dim=1)
+
+    @property
+    def top_frames(self) -> int:
+        return max(1, round(self.config.window_frames * TOP_FRAMES_FRACTION))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (window score [B], frame error [B, frames]); the runtime reads `score`.
 
-        The score is the worst band's mean error over the window: a fault (a whine, a
-        resonance of clicks) usually lives in a few bands, and averaging over all 64
-        would dilute it (on the UAV benchmark's injected faults, with one trained model, the
-        mean gave pAUC 0.37 and the worst band 0.50).
+        The score is the larger of the two views (see `views`), each in units of its own
+        spread on normal training windows (`set_score_scale`), so neither dominates. On the
+        UAV benchmark's development faults (injected into val/normal), the worst band alone
+        found tones and clicks but missed rattle (AUC 0.756), the worst frames alone the
+        reverse (tone 0.639); the combination kept the best of both (overall pAUC 0.332 -> 0.357).
         """
         z = (x - self.mean) / self.std
         error = (self.decoder(self.encoder(z)) - z).pow(2)
-        return error.mean(dim=2).amax(dim=1), error.mean(dim=1)
+        score = ((self.views(error) - self.score_center) / self.score_scale).amax(dim=1)
+        return score, error.mean(dim=1)
+
+    @torch.no_grad()
+    def set_score_scale(self, windows: torch.Tensor, batch: int = 256) -> None:
+        """Centre (median) and spread (std) of each view on normal windows."""
+        self.eval()
+        z = torch.cat([self.views((self.decoder(self.encoder(w)) - w).pow(2))
+                       for w in ((windows[i:i + batch] - self.mean) / self.std for i in range(0, len(windows), batch))])
+        self.score_center.copy_(z.median(dim=0).values)
+        self.score_scale.copy_(z.std(dim=0).clamp(min=1e-6))
 
 
 class WindowSampler:
@@ -163,7 +197,7 @@ def main(args: argparse.Namespace) -> Path:
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     step, elapsed = 0, 0.0
     if ckpt is not None:
-        net.load_state_dict(ckpt["model"])
+        net.load_state_dict({**net.state_dict(), **ckpt["model"]})  # checkpoints from before the score buffers
         opt.load_state_dict(ckpt["optimizer"])
         step, elapsed = ckpt["step"], ckpt["elapsed"]
         sampler.rng = np.random.default_rng(args.seed + step)
@@ -173,6 +207,8 @@ def main(args: argparse.Namespace) -> Path:
           f"code {net_cfg.code} channels x {feats.window_frames // 2} frames, L1 weight {args.sparsity}", flush=True)
 
     step, elapsed, loss_log = _train(net, opt, sampler, args, step, elapsed, ckpt_path, feats)
+    net.set_score_scale(torch.from_numpy(WindowSampler(frames, feats, args.seed + 2).batch(SCORE_WINDOWS)))
+    _save_checkpoint(ckpt_path, net, opt, step, elapsed, feats)
     probe = torch.from_numpy(WindowSampler(frames, feats, args.seed + 1).batch(512))
     sparsity = code_sparsity(net, probe)
     training = {"normal": [str(p) for p in args.normal], "files": len(train_files), "hours": round(hours, 3),
@@ -265,8 +301,7 @@ def export(net: SparseConvAE, feats: FeatureConfig, path: Path, training: dict, 
     meta = {"streamae.kind": "anomaly", "streamae.features": json.dumps(feats.to_dict()),
             "streamae.net": json.dumps(asdict(net.config)), "streamae.training": json.dumps(training),
             "streamae.sparsity": json.dumps(sparsity),
-            "streamae.score": "squared reconstruction error of the per-band standardised, level-normalised "
-                              "log-mel window, averaged over time, worst band; per file: mean over windows"}
+            "streamae.score": SCORE_DESCRIPTION}
     tmp = path.with_name(f".{path.name}.uncalibrated")
     batch = torch.export.Dim("batch", min=1, max=4096)
     example = torch.zeros(2, feats.bands, feats.window_frames)

@@ -98,7 +98,7 @@ def test_failures_are_listed_and_set_the_exit_code(tiny_model, tree, tmp_path):
 def test_killed_run_leaves_no_partial_output_and_a_rerun_finishes(tiny_model, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(3):
-        write(src / f"long{i}.wav", 40.0, 16000, seed=i)
+        write(src / f"long{i}.wav", 90.0, 16000, seed=i)
     cmd = [sys.executable, "-m", "streamae", "denoise", str(src), "--out-dir", str(out), "--jobs", "1",
            "--model", str(tiny_model)]
     run = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -113,12 +113,12 @@ def test_killed_run_leaves_no_partial_output_and_a_rerun_finishes(tiny_model, tm
     done_before = [p.name for p in out.glob("*.wav")]
     assert len(done_before) < 3  # the file being written is not there under its real name
     for name in done_before:  # whatever is there under its real name is complete
-        assert sf.info(str(out / name)).frames == 40 * 16000
+        assert sf.info(str(out / name)).frames == 90 * 16000
     r = denoise(*cmd[4:])
     assert r.returncode == 0, r.stderr
     assert f"skipped {len(done_before)}" in r.stderr and f"done {3 - len(done_before)}" in r.stderr
     assert files(out) == ["long0.wav", "long1.wav", "long2.wav"]  # the stale temporary file is gone
-    assert all(sf.info(str(out / f"long{i}.wav")).frames == 40 * 16000 for i in range(3))
+    assert all(sf.info(str(out / f"long{i}.wav")).frames == 90 * 16000 for i in range(3))
 
 
 def test_device_cuda_without_cuda_says_so(tiny_model, tree, tmp_path):

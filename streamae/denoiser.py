@@ -90,15 +90,12 @@ class _ModelCore:
     def reset(self) -> None:
         self.states = self.d.initial_states(self.channels)
         self.pending = np.zeros((self.channels, 0), np.float32)  # input not yet a whole hop
-        self.dry = np.zeros((self.channels, 0), np.float32)  # input awaiting its aligned output
         self.to_skip = self.d.delay  # leading output samples that precede time zero
         self.samples_in = 0
         self.samples_out = 0
 
     def push(self, x: np.ndarray) -> np.ndarray:
         self.samples_in += x.shape[-1]
-        if self.d.dry_gain:
-            self.dry = np.concatenate([self.dry, x], axis=-1)
         return self._run(np.concatenate([self.pending, x], axis=-1))
 
     def finish(self) -> np.ndarray:
@@ -124,9 +121,6 @@ class _ModelCore:
         self.to_skip -= skip
         y = y[:, skip:]
         self.samples_out += y.shape[-1]
-        if self.d.dry_gain:
-            dry, self.dry = self.dry[:, : y.shape[-1]], self.dry[:, y.shape[-1]:]
-            y = y + self.d.dry_gain * (np.pad(dry, ((0, 0), (0, y.shape[-1] - dry.shape[-1]))) - y)
         return y
 
 
@@ -147,9 +141,10 @@ class DenoiserStream:
         self.quality = resample_quality
         self.latency_samples = _stream_latency(denoiser.sample_rate, self.sample_rate, denoiser.hop,
                                                denoiser.delay, resample_quality)
-        self._reset()
+        self.reset()
 
-    def _reset(self) -> None:
+    def reset(self) -> None:
+        """Forget all audio: the next chunk starts a new signal (same latency)."""
         d, r, c = self.denoiser, self.sample_rate, self.channels
         self._core = _ModelCore(d, c)
         self._down = self._up = None
@@ -157,6 +152,7 @@ class DenoiserStream:
             self._down = soxr.ResampleStream(r, d.sample_rate, c, dtype="float32", quality=self.quality)
             self._up = soxr.ResampleStream(d.sample_rate, r, c, dtype="float32", quality=self.quality)
         self._fifo = np.zeros((c, self.latency_samples), np.float32)
+        self._dry = np.zeros((c, self.latency_samples), np.float32)  # input, delayed like the output
 
     @property
     def latency_ms(self) -> float:
@@ -169,7 +165,7 @@ class DenoiserStream:
         if x2.ndim != 2 or x2.shape[0] != self.channels:
             raise StreamaeError(f"stream expects {self.channels} channel(s), got a chunk of shape {x.shape}")
         self._append(self._resample_out(self._core.push(self._resample_in(x2))))
-        return self._pop(x2.shape[-1]).reshape(x.shape)
+        return self._mix_dry(self._pop(x2.shape[-1]), x2).reshape(x.shape)
 
     def flush(self) -> np.ndarray:
         """The last `latency_samples` of output; the stream then starts afresh."""
@@ -179,8 +175,20 @@ class DenoiserStream:
         # Resampling there and back can end a sample short or long: pad or cut to the promise.
         out = self._fifo[:, : self.latency_samples]
         out = np.pad(out, ((0, 0), (0, self.latency_samples - out.shape[-1])))
-        self._reset()
+        out = self._mix_dry(out, np.zeros((self.channels, 0), np.float32))
+        self.reset()
         return out[0] if self.channels == 1 else out
+
+    def _mix_dry(self, wet: np.ndarray, new_input: np.ndarray) -> np.ndarray:
+        """--atten-lim-db: add back the input, delayed by exactly the latency, at `dry_gain`.
+
+        Done at the stream's own rate, so the kept ambience keeps its full bandwidth."""
+        gain = self.denoiser.dry_gain
+        if not gain:
+            return wet
+        dry = np.concatenate([self._dry, new_input], axis=-1)
+        self._dry = dry[:, wet.shape[-1]:]
+        return wet + gain * (dry[:, : wet.shape[-1]] - wet)
 
     def _resample_in(self, x: np.ndarray | None) -> np.ndarray:
         if self._down is None:

@@ -224,7 +224,7 @@ def run_file(args: argparse.Namespace, denoiser) -> None:
 def _worker_for(args, denoiser, rate: int, lossless: bool = False):
     stream = denoiser.stream(rate, channels=args.channels, resample_quality=args.resample_quality)
     stream.process(np.zeros((args.channels, rate // 10), np.float32))  # warm up onnxruntime: the first
-    stream.flush()  # call is slow and would miss its deadline; flush() starts the stream afresh
+    stream.reset()  # call is slow and would miss its deadline
     block = max(1, round(args.chunk_ms * rate / 1000))
     worker = BlockWorker(stream.process, block, args.channels, sample_rate=rate,
                          latency_frames=stream.latency_samples, slack_blocks=args.buffer_chunks, lossless=lossless)

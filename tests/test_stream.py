@@ -79,11 +79,22 @@ def test_channels_are_cleaned_independently(tiny_model):
     np.testing.assert_allclose(both[1], d.process(right, 16000), atol=1e-5)
 
 
-def test_attenuation_limit_mixes_back_the_input(tiny_model):
-    x = speechlike(1.0) + noise(1.0)
-    wet = Denoiser(tiny_model).process(x, 16000)
-    limited = Denoiser(tiny_model, atten_lim_db=20).process(x, 16000)
+@pytest.mark.parametrize("rate", [16000, 48000])
+def test_attenuation_limit_mixes_back_the_input_at_full_bandwidth(tiny_model, rate):
+    x = speechlike(1.0, rate) + noise(1.0, rate)
+    wet = Denoiser(tiny_model).process(x, rate)
+    limited = Denoiser(tiny_model, atten_lim_db=20).process(x, rate)
     np.testing.assert_allclose(limited, wet + 0.1 * (x - wet), atol=1e-5)
+
+
+def test_reset_starts_a_new_signal(tiny_model):
+    d = Denoiser(tiny_model)
+    x = speechlike(0.5) + noise(0.5)
+    s = d.stream(16000)
+    s.process(noise(0.3, seed=9))
+    s.reset()
+    out = np.concatenate([s.process(x), s.flush()])[s.latency_samples:]
+    np.testing.assert_allclose(out, d.process(x, 16000), atol=1e-5)
 
 
 def test_bad_input_is_refused(tiny_model):

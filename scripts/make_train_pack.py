@@ -18,8 +18,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from streamae.audio import read_audio, resample  # noqa: E402
-from streamae.train.data import list_audio  # noqa: E402
+from streamae.audio import audio_files, read_audio, resample  # noqa: E402
 
 RATE = 16000
 
@@ -38,7 +37,7 @@ def main() -> None:
         clips = []
         for source in sources:
             path, _, opt = source.partition(":every=")
-            for f in list_audio([path])[:: int(opt or 1)]:
+            for f in audio_files([path])[:: int(opt or 1)]:
                 audio, rate = read_audio(f)
                 clips.append(np.pad(resample(audio[0], rate, RATE), (0, int(args.gap * RATE))))
         joined = np.concatenate(clips)

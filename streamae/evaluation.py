@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import read_audio, resample
+from .audio import audio_files, read_audio, resample
 
 SNRS_DB = (-5.0, 0.0, 5.0, 10.0, 15.0)
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 
 
 def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
@@ -52,8 +51,8 @@ def make_test_mix(speech_dir: str | Path, noise_dir: str | Path, seed: int = 202
     """Every speech file once, each with a seeded noise file, offset, SNR (cycling through
     `snrs_db`) and mixture level (-35..-15 dBFS). Same inputs, same seed: same mixtures."""
     rng = np.random.default_rng(seed)
-    speech = sorted(p for p in Path(speech_dir).rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
-    noises = [_mono(p, rate) for p in sorted(Path(noise_dir).rglob("*")) if p.suffix.lower() in AUDIO_EXTENSIONS]
+    speech = audio_files([speech_dir])
+    noises = [_mono(p, rate) for p in audio_files([noise_dir])]
     mixes = []
     for i, path in enumerate(speech):
         clean = _mono(path, rate)

@@ -15,29 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import read_audio, resample
-
-AUDIO_EXTENSIONS = {".wav", ".flac", ".ogg", ".opus", ".mp3"}
-
-
-def list_audio(paths: list[str | Path]) -> list[Path]:
-    files: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTENSIONS)
-        elif p.suffix.lower() in AUDIO_EXTENSIONS:
-            files.append(p)
-        else:
-            raise FileNotFoundError(f"{p}: not an audio file or folder")
-    if not files:
-        raise FileNotFoundError(f"no audio files under {', '.join(map(str, paths))}")
-    return files
-
+from ..audio import audio_files, read_audio, resample
 
 def load_corpus(paths: list[str | Path], sample_rate: int, min_seconds: float = 0.0) -> list[np.ndarray]:
     """Every file as mono float32 at `sample_rate` (first channel of multichannel files)."""
     out = []
-    for f in list_audio(paths):
+    for f in audio_files(paths):
         audio, rate = read_audio(f)
         x = resample(audio[0], rate, sample_rate)
         if len(x) >= min_seconds * sample_rate:

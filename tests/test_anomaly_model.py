@@ -101,6 +101,32 @@ def test_onnx_scores_equal_the_torch_model(model, data):
     np.testing.assert_allclose(m.score_windows(wins), expected, rtol=1e-4)
 
 
+def test_score_combines_a_worst_band_and_a_worst_frames_view(model, data):
+    """A narrowband fault shows in one band all window long, a rattle in all bands for a few
+    frames: each lifts its own view, and the score is the larger, in normal-spread units."""
+    torch = pytest.importorskip("torch")
+    from streamae.train.anomaly import NetConfig, SparseConvAE
+
+    ckpt = torch.load(data / "run" / "checkpoint.pt", weights_only=False)
+    net = SparseConvAE(NetConfig.from_dict(ckpt["net"]))
+    net.load_state_dict(ckpt["model"])
+    assert net.top_frames == 6 and bool((net.score_scale != 1).all()) and bool((net.score_center > 0).all())
+    base = torch.full((1, 64, 122), 0.1)
+    tone, rattle = base.clone(), base.clone()
+    tone[0, 20] = 1.0
+    rattle[0, :, 50:54] = 1.0
+    v = net.views(torch.cat([base, tone, rattle]))
+    gain = v[1:] / v[:1]  # [tone, rattle] x [band view, frame view], relative to no fault
+    assert gain[0, 0] > 5 * gain[0, 1]  # the tone lifts the band view
+    assert gain[1, 1] > 3 * gain[1, 0]  # the rattle lifts the frame view
+    with torch.no_grad():
+        x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 64, 122), np.float32))
+        score, zin = net.eval()(x)[0], (x - net.mean) / net.std
+        z = (net.views((net.decoder(net.encoder(zin)) - zin).pow(2)) - net.score_center) / net.score_scale
+    torch.testing.assert_close(score, z.amax(dim=1))
+    assert "worst 5 % of frames" in AnomalyModel(model).info["score"]
+
+
 def test_training_resumes_from_its_checkpoint(model, data, capsys):
     path = data / "resumed.onnx"
     run = data / "run2"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import sys
 import time
 from datetime import date
@@ -32,6 +33,8 @@ def main() -> None:
     p.add_argument("--noise", required=True)
     p.add_argument("--card", help="write the model card JSON here")
     p.add_argument("--card-extra", default=None, help="JSON file merged into the card (data, licences)")
+    p.add_argument("--bench", default=None, metavar="JSON:SYSTEM",
+                   help="pin this model's row of a scripts/bench_denoise.py result (and DTLN's cost ratio) in the card")
     args = p.parse_args()
 
     d = Denoiser(args.model, threads=1)
@@ -86,11 +89,26 @@ def _card(d: Denoiser, dev: dict, speed: dict, args) -> dict:
         "parameters": d.info.get("parameters"), "architecture": c,
         "sparsity": d.info.get("sparsity"), "training": d.info.get("training"),
         "dev": dev, "speed": speed,
-        "reproduce": "python scripts/eval_denoiser.py " + " ".join(sys.argv[1:]),
+        "reproduce": "python scripts/eval_denoiser.py " + shlex.join(sys.argv[1:]),
     }
     if args.card_extra:
         card.update(json.loads(Path(args.card_extra).read_text()))
+    if args.bench:
+        card["benchmark"] = _bench_row(*args.bench.rsplit(":", 1))
     return card
+
+
+def _bench_row(path: str, system: str) -> dict:
+    """This model's side-by-side numbers, with the cost as a ratio to DTLN's in the same run."""
+    results = json.loads(Path(path).read_text())
+    row = results["systems"][system]["dev"]
+    dtln = next(r["dev"]["cpu_s_per_audio_s"] for name, r in results["systems"].items() if name.startswith("DTLN"))
+    return {"date": results["date"], "machine": results["machine"], "pesq_wb": round(row["mean"]["pesq_wb"], 3),
+            "stoi": round(row["mean"]["stoi"], 3), "si_sdr": round(row["mean"]["si_sdr"], 2),
+            "stream_cpu_x_dtln": round(row["cpu_s_per_audio_s"] / dtln, 2), "lag_ms": row["lag_ms"],
+            "others": {name: {k: round(v, 3) for k, v in r["dev"]["mean"].items()}
+                       for name, r in results["systems"].items() if name != system},
+            "command": "python scripts/bench_denoise.py (see docs/BENCHMARKS.md)"}
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ def main() -> None:
     p.add_argument("--dev-speech", nargs="+", required=True)
     p.add_argument("--dev-noise", nargs="+", required=True)
     p.add_argument("--training-note", default="", help="free text stored in the training metadata")
+    p.add_argument("--weights-out", default=None, help="also write the weights (no optimizer) here, for --init")
     args = p.parse_args()
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     net = DenoiserNet(DenoiserConfig.from_dict(ckpt["config"]))
@@ -38,6 +39,9 @@ def main() -> None:
     if args.training_note:
         training["note"] = args.training_note
     export(net, probe, args.output, training)
+    if args.weights_out:
+        torch.save({"model": net.state_dict(), "config": ckpt["config"], "step": ckpt["step"]}, args.weights_out)
+        print(f"wrote {args.weights_out}")
 
 
 if __name__ == "__main__":

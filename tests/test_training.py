@@ -62,3 +62,18 @@ def test_a_non_finite_batch_is_skipped_not_learned(tiny_model, tmp_path, monkeyp
     assert '"skipped_batches": 1' in capsys.readouterr().out
     weights = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
     assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
+
+
+def test_training_can_start_from_other_weights(tiny_model, tmp_path, capsys):
+    import torch
+
+    from streamae.cli import main
+
+    root = tiny_model.parent
+    source = torch.load(root / "run" / "checkpoint.pt", weights_only=False)
+    assert main(["train", "denoiser", "--speech", str(root / "speech"), "--noise", str(root / "noise"),
+                 "--run-dir", str(tmp_path / "ft"), "--init", str(root / "run" / "checkpoint.pt"),
+                 "--steps", "1", "--batch", "2", "--seconds", "1", "--threads", "2"]) == 0
+    assert "initialised from" in capsys.readouterr().out
+    tuned = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)
+    assert tuned["config"] == source["config"] and tuned["step"] == 1  # its config, a new schedule

@@ -35,9 +35,13 @@ def main(args: argparse.Namespace) -> Path | None:
                             dilations=tuple(args.dilations))
     resume = ckpt_path.exists() and not args.fresh
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
-    if ckpt is not None:
-        config = DenoiserConfig.from_dict(ckpt["config"])
+    init = torch.load(args.init, map_location="cpu", weights_only=False) if args.init and not resume else None
+    if ckpt is not None or init is not None:
+        config = DenoiserConfig.from_dict((ckpt or init)["config"])
     net = DenoiserNet(config).to(device)
+    if init is not None:
+        net.load_state_dict(init["model"])
+        print(f"initialised from {args.init} (its step {init.get('step', '?')}); new optimizer and schedule", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     step, elapsed = 0, 0.0
     if ckpt is not None:

@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--seconds", type=float, default=4.0, help="crop length")
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--snr", type=float, nargs=2, default=(-5.0, 25.0), metavar=("LOW", "HIGH"),
+                   help="training SNR range in dB (uniform)")
     p.add_argument("--stft-weight", type=float, default=5.0)
     p.add_argument("--sparsity", type=float, default=0.05, help="L1 weight on the code (relative to input RMS)")
     p.add_argument("--bottleneck", type=int, default=DenoiserConfig.bottleneck)

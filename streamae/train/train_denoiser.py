@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> Path | None:
 
     sr = config.sample_rate
     t0 = time.time()
-    mix = MixConfig(sample_rate=sr, seconds=args.seconds)
+    mix = MixConfig(sample_rate=sr, seconds=args.seconds, snr_low=args.snr[0], snr_high=args.snr[1])
     mixer = Mixer(load_corpus(args.speech, sr, 0.5), load_corpus(args.noise, sr, 0.2),
                   load_corpus(args.rir, sr) if args.rir else [], device, mix, seed=args.seed + step)
     print(f"data: {mixer.speech.seconds / sr / 3600:.2f} h speech, {mixer.noise.seconds / sr / 3600:.2f} h noise, "
@@ -109,7 +109,7 @@ def main(args: argparse.Namespace) -> Path | None:
             last_ckpt = time.time()
     _save_checkpoint(ckpt_path, net, opt, step, time.time() - start)
     summary = {"steps": step, "skipped_batches": skipped, "minutes": round((time.time() - start) / 60, 1), "device": str(device),
-               "batch": args.batch, "crop_seconds": args.seconds, "sparsity_weight": args.sparsity}
+               "batch": args.batch, "crop_seconds": args.seconds, "snr_db": list(args.snr), "sparsity_weight": args.sparsity}
     if dev is not None:
         summary["dev_si_sdr_improvement_db"] = round(_dev_improvement(net, dev), 2)
     print("done: " + json.dumps(summary), flush=True)

@@ -39,6 +39,7 @@ def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple
     """Write the whole-signal graph to `path` and the step graph beside it."""
     net = net.eval().cpu()
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     hop = net.config.hop
     batch = torch.export.Dim("batch", min=1, max=1024)
     frames = torch.export.Dim("frames", min=1, max=1_000_000)

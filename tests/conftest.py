@@ -31,11 +31,17 @@ def noise(seconds: float, rate: int = 16000, seed: int = 1, level: float = 0.03)
     return (level * rng.standard_normal(int(seconds * rate))).astype(np.float32)
 
 
+def train_tiny(data: Path, run_dir: Path, *extra: str) -> int:
+    """`streamae train denoiser` on the synthetic corpus under `data`, small and fast."""
+    from streamae.cli import main
+
+    return main(["train", "denoiser", "--speech", str(data / "speech"), "--noise", str(data / "noise"),
+                 "--run-dir", str(run_dir), "--batch", "2", "--seconds", "1", "--threads", "2", *extra])
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     """Train a tiny denoiser for a few steps through the CLI, export it, return the .onnx path."""
-    from streamae.cli import main
-
     root = tmp_path_factory.mktemp("tiny")
     (root / "speech").mkdir()
     (root / "noise").mkdir()
@@ -43,10 +49,8 @@ def tiny_model(tmp_path_factory) -> Path:
         sf.write(root / "speech" / f"s{i}.wav", speechlike(3.0, seed=i), 16000)
         sf.write(root / "noise" / f"n{i}.flac", noise(3.0, seed=10 + i), 16000)
     path = root / "tiny.onnx"
-    code = main(["train", "denoiser", "--speech", str(root / "speech"), "--noise", str(root / "noise"),
-                 "--run-dir", str(root / "run"), "--steps", "4", "--batch", "2", "--seconds", "1",
-                 "--code", "32", "--bottleneck", "16", "--hidden", "16", "--dilations", "1", "2", "4",
-                 "--threads", "2", "--log-every", "2", "--export", str(path)])
+    code = train_tiny(root, root / "run", "--steps", "4", "--code", "32", "--bottleneck", "16", "--hidden", "16",
+                      "--dilations", "1", "2", "4", "--log-every", "2", "--export", str(path))
     assert code == 0 and path.exists()
     return path
 

@@ -5,7 +5,7 @@ import numpy as np
 import onnxruntime as ort
 
 from streamae import Denoiser
-from conftest import noise, speechlike
+from conftest import noise, speechlike, train_tiny
 
 
 def test_exported_model_loads_and_reports_itself(tiny_model):
@@ -25,12 +25,8 @@ def test_step_graph_has_explicit_states(tiny_model):
 
 
 def test_training_resumes_from_its_checkpoint(tiny_model, capsys):
-    from streamae.cli import main
-
     root = tiny_model.parent
-    code = main(["train", "denoiser", "--speech", str(root / "speech"), "--noise", str(root / "noise"),
-                 "--run-dir", str(root / "run"), "--steps", "6", "--batch", "2", "--seconds", "1",
-                 "--threads", "2", "--log-every", "2"])
+    code = train_tiny(root, root / "run", "--steps", "6", "--log-every", "2")
     assert code == 0
     out = capsys.readouterr().out
     assert "resumed" in out and "at step 4" in out
@@ -40,7 +36,6 @@ def test_training_resumes_from_its_checkpoint(tiny_model, capsys):
 def test_a_non_finite_batch_is_skipped_not_learned(tiny_model, tmp_path, monkeypatch, capsys):
     import torch
 
-    from streamae.cli import main
     from streamae.train import data
 
     real = data.Mixer.batch
@@ -56,9 +51,8 @@ def test_a_non_finite_batch_is_skipped_not_learned(tiny_model, tmp_path, monkeyp
     monkeypatch.setattr(data.Mixer, "batch", poisoned)
     root = tiny_model.parent
     run = tmp_path / "run"
-    assert main(["train", "denoiser", "--speech", str(root / "speech"), "--noise", str(root / "noise"),
-                 "--run-dir", str(run), "--steps", "3", "--batch", "2", "--seconds", "1", "--code", "32",
-                 "--bottleneck", "16", "--hidden", "16", "--dilations", "1", "--threads", "2"]) == 0
+    assert train_tiny(root, run, "--steps", "3", "--code", "32", "--bottleneck", "16", "--hidden", "16",
+                      "--dilations", "1") == 0
     assert '"skipped_batches": 1' in capsys.readouterr().out
     weights = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
     assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
@@ -67,13 +61,9 @@ def test_a_non_finite_batch_is_skipped_not_learned(tiny_model, tmp_path, monkeyp
 def test_training_can_start_from_other_weights(tiny_model, tmp_path, capsys):
     import torch
 
-    from streamae.cli import main
-
     root = tiny_model.parent
     source = torch.load(root / "run" / "checkpoint.pt", weights_only=False)
-    assert main(["train", "denoiser", "--speech", str(root / "speech"), "--noise", str(root / "noise"),
-                 "--run-dir", str(tmp_path / "ft"), "--init", str(root / "run" / "checkpoint.pt"),
-                 "--steps", "1", "--batch", "2", "--seconds", "1", "--threads", "2"]) == 0
+    assert train_tiny(root, tmp_path / "ft", "--init", str(root / "run" / "checkpoint.pt"), "--steps", "1") == 0
     assert "initialised from" in capsys.readouterr().out
     tuned = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)
     assert tuned["config"] == source["config"] and tuned["step"] == 1  # its config, a new schedule

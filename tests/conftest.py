@@ -50,7 +50,8 @@ def tiny_model(tmp_path_factory) -> Path:
         sf.write(root / "noise" / f"n{i}.flac", noise(3.0, seed=10 + i), 16000)
     path = root / "tiny.onnx"
     code = train_tiny(root, root / "run", "--steps", "4", "--code", "32", "--bottleneck", "16", "--hidden", "16",
-                      "--dilations", "1", "2", "4", "--log-every", "2", "--export", str(path))
+                      "--dilations", "1", "2", "4", "--context-window", "240", "--log-every", "2",
+                      "--export", str(path))
     assert code == 0 and path.exists()
     return path
 

@@ -21,6 +21,8 @@ def test_step_graph_has_explicit_states(tiny_model):
     inputs = [i.name for i in step.get_inputs()]
     outputs = [o.name for o in step.get_outputs()]
     assert inputs[0] == "audio" and len(inputs) == 1 + 3 + 2  # encoder, 3 blocks, decoder
+    history = step.get_inputs()[1].shape[-1]
+    assert history == 240 - 80  # the look-back window, not the 160-sample frame, sets the input history
     assert outputs == ["clean"] + [f"{n}_out" for n in inputs[1:]]
 
 
@@ -67,3 +69,22 @@ def test_training_can_start_from_other_weights(tiny_model, tmp_path, capsys):
     assert "initialised from" in capsys.readouterr().out
     tuned = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)
     assert tuned["config"] == source["config"] and tuned["step"] == 1  # its config, a new schedule
+
+
+def test_a_look_back_spectrum_joins_trained_weights_without_changing_them(tiny_model):
+    """Fine-tuning with --context-window starts from exactly the model it was given."""
+    import torch
+
+    from streamae.train.config import DenoiserConfig
+    from streamae.train.model import DenoiserNet
+
+    ckpt = torch.load(tiny_model.parent / "run" / "checkpoint.pt", weights_only=False)
+    plain_config = DenoiserConfig.from_dict({**ckpt["config"], "context_window": 0})
+    plain = DenoiserNet(plain_config)
+    plain.load_state_dict({k: v for k, v in ckpt["model"].items() if not k.startswith("context")})
+    grown = DenoiserNet(DenoiserConfig.from_dict({**ckpt["config"], "context_window": 400}))
+    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("context") for k in missing)
+    x = torch.from_numpy(speechlike(1.0) + noise(1.0))[None]
+    with torch.no_grad():
+        torch.testing.assert_close(grown.eval()(x), plain.eval()(x), atol=1e-6, rtol=0)

@@ -14,6 +14,10 @@ class DenoiserConfig:
     hidden: int = 128
     kernel: int = 3
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)  # 2.5 s receptive field
+    # Optional look-back spectrum: a longer window (samples) ending where each frame ends, so
+    # the mask sees fine frequency detail (harmonics) at no cost in latency. 0: off (v1).
+    context_window: int = 0
+    context_bins: int = 128  # lowest bins kept (at 512 samples, 128 bins reach 4 kHz)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -24,4 +28,4 @@ class DenoiserConfig:
     def from_dict(cls, d: dict) -> "DenoiserConfig":
         d = dict(d)
         d["dilations"] = tuple(d["dilations"])
-        return cls(**d)
+        return cls(**d)  # fields added later keep their defaults for older models

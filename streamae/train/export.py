@@ -43,7 +43,7 @@ def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple
     hop = net.config.hop
     batch = torch.export.Dim("batch", min=1, max=1024)
     frames = torch.export.Dim("frames", min=1, max=1_000_000)
-    example = torch.zeros(1, 4 * hop)
+    example = torch.zeros(2, 4 * hop)  # batch 2: a size-1 example dimension can get specialised to 1
     meta = {
         "streamae.kind": "denoiser",
         "streamae.config": json.dumps(net.config.to_dict()),
@@ -53,7 +53,7 @@ def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        states = net.initial_states(1)
+        states = net.initial_states(2)
         state_names = [f"state_{i}" for i in range(len(states))]
         state_dims = [{0: batch} for _ in states]
         prog = torch.onnx.export(

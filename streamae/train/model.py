@@ -1,8 +1,12 @@
 """The causal 1-D convolutional denoising autoencoder.
 
 encoder (learned filterbank, window W, hop H) -> ReLU code
-  -> mask network (causal dilated depthwise-separable conv blocks on log-code)
+  -> mask network (causal dilated conv blocks on the log-code, optionally also on a
+     look-back log spectrum over a longer window that ends where the frame ends)
   -> masked code -> transposed-conv decoder (overlap-add).
+
+Latency is set by the synthesis window W alone; the look-back window only reaches into the
+past, so it buys frequency resolution for the mask without adding delay.
 
 Every convolution is causal and written as `step(audio, states) -> (clean, states)`, so
 the same module exports a whole-signal graph (zero states, one call) and a streaming
@@ -46,12 +50,18 @@ class DenoiserNet(nn.Module):
         c = config
         self.config = c
         self.overlap = c.window - c.hop
+        self.history = max(c.window, c.context_window) - c.hop  # input samples carried between steps
         self.encoder = nn.Conv1d(1, c.code, c.window, stride=c.hop, bias=False)
         self.features = nn.Sequential(nn.Conv1d(c.code, c.bottleneck, 1), nn.BatchNorm1d(c.bottleneck))
         self.blocks = nn.ModuleList(CausalBlock(c.bottleneck, c.hidden, c.kernel, d) for d in c.dilations)
         self.mask = nn.Conv1d(c.bottleneck, c.code, 1)
         self.decoder = nn.ConvTranspose1d(c.code, 1, c.window, stride=c.hop, bias=False)
         self._init_filterbank()
+        if c.context_window:
+            self.register_buffer("context_basis", _fourier_basis(c.context_window, c.context_bins))
+            self.context = nn.Sequential(nn.BatchNorm1d(c.context_bins), nn.Conv1d(c.context_bins, c.bottleneck, 1))
+            nn.init.zeros_(self.context[1].weight)  # starts as the model without it (fine-tune from v1)
+            nn.init.zeros_(self.context[1].bias)
 
     def _init_filterbank(self) -> None:
         """Start from a sqrt-Hann Fourier basis and its matched synthesis, passing audio through."""
@@ -77,7 +87,7 @@ class DenoiserNet(nn.Module):
     def state_shapes(self, batch: int = 1) -> list[tuple[int, ...]]:
         """Shapes of the streaming states, in the order `step` takes and returns them."""
         c = self.config
-        shapes = [(batch, 1, self.overlap)]  # encoder input history
+        shapes = [(batch, 1, self.history)]  # encoder input history
         shapes += [(batch, c.bottleneck, b.context) for b in self.blocks]
         shapes.append((batch, 1, self.overlap))  # decoder overlap-add tail
         return shapes
@@ -94,9 +104,11 @@ class DenoiserNet(nn.Module):
         """
         enc_state, *block_states, dec_state = states
         x = torch.cat([enc_state, audio.unsqueeze(1)], dim=-1)
-        new_enc_state = x[..., x.shape[-1] - self.overlap:]
-        code = F.relu(self.encoder(x))
+        new_enc_state = x[..., x.shape[-1] - self.history:]
+        code = F.relu(self.encoder(x[..., self.history - self.overlap:]))
         h = self.features(torch.log(code + LOG_FLOOR))
+        if self.config.context_window:
+            h = h + self.context(self._log_spectrum(x[..., self.history + self.config.hop - self.config.context_window:]))
         new_block_states = []
         for block, state in zip(self.blocks, block_states):
             h, s = block(h, state)
@@ -108,6 +120,11 @@ class DenoiserNet(nn.Module):
         clean = frames[..., :n].squeeze(1)
         new_dec_state = frames[..., n:]
         return clean, [new_enc_state, *new_block_states, new_dec_state], masked
+
+    def _log_spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        parts = F.conv1d(x, self.context_basis, stride=self.config.hop)  # [B, 2*bins, T]
+        re, im = parts.chunk(2, dim=1)
+        return 0.5 * torch.log(re * re + im * im + LOG_FLOOR ** 2)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """Whole signal [B, N] (N a multiple of hop) -> time-aligned clean [B, N].
@@ -123,6 +140,15 @@ class DenoiserNet(nn.Module):
         clean, states, code = self.step(audio, self.initial_states(audio.shape[0], audio.device))
         out = torch.cat([clean, states[-1].squeeze(1)], dim=-1)
         return out[..., self.overlap:], code
+
+
+def _fourier_basis(window: int, bins: int) -> torch.Tensor:
+    """Hann-windowed cos/sin rows for DFT bins 0..bins-1: [2*bins, 1, window]."""
+    n = torch.arange(window, dtype=torch.float64)
+    hann = 0.5 - 0.5 * torch.cos(2 * math.pi * (n + 0.5) / window)
+    phase = 2 * math.pi * torch.arange(bins, dtype=torch.float64)[:, None] * n[None, :] / window
+    basis = torch.cat([torch.cos(phase), torch.sin(phase)]) * hann / hann.sum()
+    return basis[:, None, :].float()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -32,15 +33,20 @@ def main(args: argparse.Namespace) -> Path | None:
     ckpt_path = run_dir / "checkpoint.pt"
 
     config = DenoiserConfig(code=args.code, bottleneck=args.bottleneck, hidden=args.hidden,
-                            dilations=tuple(args.dilations))
+                            dilations=tuple(args.dilations), context_window=args.context_window)
     resume = ckpt_path.exists() and not args.fresh
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
     init = torch.load(args.init, map_location="cpu", weights_only=False) if args.init and not resume else None
-    if ckpt is not None or init is not None:
-        config = DenoiserConfig.from_dict((ckpt or init)["config"])
+    if ckpt is not None:
+        config = DenoiserConfig.from_dict(ckpt["config"])
+    elif init is not None:  # the initial weights fix the shape; a look-back spectrum may be added
+        config = DenoiserConfig.from_dict(init["config"])
+        config = replace(config, context_window=args.context_window or config.context_window)
     net = DenoiserNet(config).to(device)
     if init is not None:
-        net.load_state_dict(init["model"])
+        missing, unexpected = net.load_state_dict(init["model"], strict=False)
+        if unexpected or any(not k.startswith("context") for k in missing):
+            raise SystemExit(f"{args.init} does not fit this model: missing {missing}, unexpected {unexpected}")
         print(f"initialised from {args.init} (its step {init.get('step', '?')}); new optimizer and schedule", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     step, elapsed = 0, 0.0

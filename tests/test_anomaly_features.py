@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from streamae.anomaly import metrics
-from streamae.anomaly.alerts import AlertPolicy, Hysteresis
+from streamae.anomaly.alerts import AlertPolicy, Hysteresis, alert_level
 from streamae.anomaly.features import (FeatureConfig, FeatureStream, WindowCutter, file_frames, logmel, mel_filterbank,
                                        normalise, window_at, window_starts)
 from streamae.anomaly.scorer import WindowScore
@@ -115,6 +115,28 @@ def test_one_flickering_fault_is_one_alert():
     assert 10.0 <= start["onset_s"] <= start["offset_s"] <= 10.0 + 2.0 + 4 * 0.5
     assert set(start) >= {"event", "time", "offset_s", "score", "threshold"} and start["threshold"] == 1.0
     assert end["offset_s"] > start["offset_s"] and end["peak_score"] == 2.0
+
+
+@pytest.mark.parametrize("k, n", [(3, 4), (1, 1), (2, 5), (4, 4)])
+def test_a_file_is_anomalous_exactly_when_the_monitor_would_alert(k, n):
+    """alert_level(scores) > threshold <=> Hysteresis starts an alert, for any scores and threshold
+    (recordings of at least k windows; shorter ones get a verdict the monitor cannot give)."""
+    rng = np.random.default_rng(k * 10 + n)
+    policy = AlertPolicy(k=k, n=n, cooldown_s=0)
+    for _ in range(300):
+        scores = rng.gamma(2.0, 0.5, rng.integers(k, 30)).round(1)  # rounded: ties at the threshold too
+        threshold = float(rng.choice(scores)) if rng.random() < 0.5 else float(rng.uniform(0, 3))
+        h = Hysteresis(threshold, policy)
+        alerted = any(h.update(w) for w in _windows(list(scores)))
+        assert (alert_level(scores, policy) > threshold) == alerted
+
+
+def test_alert_level_of_short_recordings_and_errors():
+    policy = AlertPolicy(k=3, n=4)
+    assert alert_level([5.0, 0.1], policy) == 0.1  # fewer than k windows: all must be above
+    assert alert_level([0.1, 5.0, 4.0, 3.0, 0.1], policy) == 3.0
+    with pytest.raises(StreamaeError, match="no window scores"):
+        alert_level([], policy)
 
 
 def test_isolated_spikes_never_alert():

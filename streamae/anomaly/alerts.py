@@ -17,10 +17,14 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TYPE_CHECKING, Callable, Sequence, TextIO
+
+import numpy as np
 
 from ..errors import StreamaeError
-from .scorer import WindowScore
+
+if TYPE_CHECKING:  # the scorer imports this module for file verdicts
+    from .scorer import WindowScore
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,22 @@ class AlertPolicy:
             raise StreamaeError(f"need 1 <= k <= n for k-of-n alerts, got k={self.k}, n={self.n}")
         if self.cooldown_s < 0:
             raise StreamaeError(f"cooldown must be >= 0 s, got {self.cooldown_s}")
+
+
+def alert_level(scores: Sequence[float], policy: AlertPolicy = AlertPolicy()) -> float:
+    """The highest threshold at which `policy` would start an alert on these window scores.
+
+    That is the largest, over every run of n consecutive windows, of the run's k-th highest
+    score, so `alert_level(scores) > threshold` exactly when `Hysteresis` alerts. A
+    recording shorter than n windows is one run; shorter than k, all its windows must be above.
+    """
+    x = np.asarray(scores, np.float64)
+    if len(x) == 0:
+        raise StreamaeError("no window scores to judge")
+    n = min(policy.n, len(x))
+    k = min(policy.k, n)
+    runs = np.lib.stride_tricks.sliding_window_view(x, n)
+    return float(np.sort(runs, axis=1)[:, n - k].max())
 
 
 def now_iso() -> str:

@@ -50,13 +50,21 @@ def _add_train(tasks) -> None:
 
 def _add_score(tasks) -> None:
     p = tasks.add_parser("score", help="score recordings against a model",
-                         description="Score each file (mean of its window scores; higher = more anomalous).")
+                         description="Score each file: its alert level, the highest threshold at which the "
+                         "monitor's k-of-n rule would fire on it (higher = more anomalous), so a file "
+                         "is anomalous exactly when `streamae monitor` would alert on it.")
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files or folders")
     p.add_argument("--model", required=True, help="anomaly model .onnx")
     p.add_argument("--json", action="store_true", help="one JSON object per line per file")
     p.add_argument("--threshold", type=float, default=None, help="override the model's calibrated threshold")
     p.add_argument("--hop", type=float, default=0.5, help="seconds between windows (default 0.5)")
+    _add_policy(p)  # a file is anomalous when the monitor, with this policy, would alert on it
     p.set_defaults(run=_score)
+
+
+def _add_policy(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-k", type=int, default=3, help="alert when k of the last n windows are above (default 3)")
+    p.add_argument("-n", type=int, default=4, help="(default 4)")
 
 
 def _add_eval(tasks) -> None:
@@ -66,6 +74,7 @@ def _add_eval(tasks) -> None:
     p.add_argument("--anomalous", nargs="+", required=True, help="anomalous recordings: files or folders")
     p.add_argument("--hop", type=float, default=0.5, help="seconds between windows (default 0.5)")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    _add_policy(p)
     p.set_defaults(run=_eval)
 
 
@@ -82,8 +91,7 @@ def _add_monitor(sub) -> None:
     p.add_argument("--plot", default=None, metavar="PNG", help="draw scores, threshold and alerts when done (matplotlib)")
     p.add_argument("--threshold", type=float, default=None, help="override the model's calibrated threshold")
     p.add_argument("--hop", type=float, default=0.5, help="seconds between windows (default 0.5)")
-    p.add_argument("-k", type=int, default=3, help="alert when k of the last n windows are above (default 3)")
-    p.add_argument("-n", type=int, default=4, help="(default 4)")
+    _add_policy(p)
     p.add_argument("--cooldown", type=float, default=30.0, help="seconds after an alert ends before another may start")
     p.add_argument("--existing", action="store_true", help="folder: also score the files already there, oldest first")
     p.add_argument("--poll", type=float, default=1.0, help="folder: seconds between looks for new files")
@@ -116,10 +124,11 @@ def _load(args: argparse.Namespace):
 
 def _score(args: argparse.Namespace) -> int:
     from ..audio import audio_files
+    from .alerts import AlertPolicy
 
     model = _load(args)
     for path in audio_files(args.files):
-        result = model.score_file(path, args.hop)
+        result = model.score_file(path, args.hop, AlertPolicy(args.k, args.n))
         if args.json:
             print(json.dumps(result.to_dict()), flush=True)
         else:
@@ -130,9 +139,10 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from .alerts import AlertPolicy
     from .evaluate import evaluate, format_report
 
-    report = evaluate(_load(args), args.normal, args.anomalous, args.hop)
+    report = evaluate(_load(args), args.normal, args.anomalous, args.hop, AlertPolicy(args.k, args.n))
     print(json.dumps(report) if args.json else format_report(report))
     return 0
 

@@ -7,16 +7,19 @@ import numpy as np
 
 from ..audio import audio_files
 from . import metrics
-from .scorer import AnomalyModel
+from .alerts import AlertPolicy
+from .scorer import AnomalyModel, FileScore
 
 
-def evaluate(model: AnomalyModel, normal: list[str | Path], anomalous: list[str | Path], hop_seconds: float = 0.5) -> dict:
-    """File-level (as DCASE reports it) and window-level (as the monitor sees it) AUC, pAUC
-    (FPR <= 0.1), TPR at 1 % FPR, and the confusion at the model's threshold."""
-    scored = {label: [model.file_window_scores(p, hop_seconds) for p in audio_files(paths)]
+def evaluate(model: AnomalyModel, normal: list[str | Path], anomalous: list[str | Path], hop_seconds: float = 0.5,
+             policy: AlertPolicy = AlertPolicy()) -> dict:
+    """File-level (score: the alert level, as `anomaly score` reports it) and window-level AUC,
+    pAUC (FPR <= 0.1), TPR at 1 % FPR, and the confusion at the model's threshold."""
+    scored = {label: [(p, model.file_window_scores(p, hop_seconds)) for p in audio_files(paths)]
               for label, paths in (("normal", normal), ("anomalous", anomalous))}
-    files = {k: np.array([np.mean([w.score for w in ws]) for ws in v if ws]) for k, v in scored.items()}
-    windows = {k: np.array([w.score for ws in v for w in ws]) for k, v in scored.items()}
+    files = {k: np.array([FileScore.of(p, ws, model.threshold, policy).score for p, ws in v if ws])
+             for k, v in scored.items()}
+    windows = {k: np.array([w.score for _, ws in v for w in ws]) for k, v in scored.items()}
     report = {"model": str(model.path), "threshold": model.threshold}
     for level, s in (("files", files), ("windows", windows)):
         report[level] = {**metrics.summary(s["normal"], s["anomalous"]),

@@ -13,6 +13,7 @@ import numpy as np
 from .. import runtime
 from ..audio import open_input, read_blocks
 from ..errors import StreamaeError
+from .alerts import AlertPolicy, alert_level
 from .features import FILE_BLOCK_SECONDS, FeatureConfig, FeatureStream, WindowCutter
 
 DEFAULT_HOP_SECONDS = 0.5  # a new score every half second
@@ -28,19 +29,30 @@ class WindowScore:
 
 @dataclass(frozen=True)
 class FileScore:
+    """A recording's verdict. `score` is the alert level (see `alerts.alert_level`), so
+    `anomalous` (score > threshold) is exactly whether the monitor would raise an alert on it."""
     file: str
-    score: float  # mean of the window scores
+    score: float
     threshold: float
     anomalous: bool
+    mean_window_score: float  # DCASE's file score, for comparison
     max_window_score: float
     windows: int
     windows_above: int
     seconds: float
 
+    @classmethod
+    def of(cls, path: str | Path, windows: list[WindowScore], threshold: float, policy: AlertPolicy) -> "FileScore":
+        scores = np.array([w.score for w in windows])
+        level = alert_level(scores, policy)
+        return cls(str(path), level, threshold, level > threshold, float(scores.mean()), float(scores.max()),
+                   len(scores), int((scores > threshold).sum()), windows[-1].end_s)
+
     def to_dict(self) -> dict:
         return {"file": self.file, "score": round(self.score, 6), "threshold": round(self.threshold, 6),
-                "anomalous": self.anomalous, "max_window_score": round(self.max_window_score, 6),
-                "windows": self.windows, "windows_above": self.windows_above, "seconds": round(self.seconds, 3)}
+                "anomalous": self.anomalous, "mean_window_score": round(self.mean_window_score, 6),
+                "max_window_score": round(self.max_window_score, 6), "windows": self.windows,
+                "windows_above": self.windows_above, "seconds": round(self.seconds, 3)}
 
 
 class AnomalyModel:
@@ -77,14 +89,12 @@ class AnomalyModel:
             scores = [s for b in read_blocks(f, int(FILE_BLOCK_SECONDS * f.samplerate)) for s in stream.push(b)]
             return scores + stream.finish()
 
-    def score_file(self, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS) -> FileScore:
+    def score_file(self, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS,
+                   policy: AlertPolicy = AlertPolicy()) -> FileScore:
         windows = self.file_window_scores(path, hop_seconds)
         if not windows:
             raise StreamaeError(f"shorter than the model's {self.features.window_seconds:.2f} s window", path)
-        scores = np.array([w.score for w in windows])
-        score = float(scores.mean())
-        return FileScore(str(path), score, self.threshold, score > self.threshold, float(scores.max()), len(scores),
-                         int((scores > self.threshold).sum()), windows[-1].end_s)
+        return FileScore.of(path, windows, self.threshold, policy)
 
 
 class ScoreStream:

@@ -88,3 +88,27 @@ def test_a_look_back_spectrum_joins_trained_weights_without_changing_them(tiny_m
     x = torch.from_numpy(speechlike(1.0) + noise(1.0))[None]
     with torch.no_grad():
         torch.testing.assert_close(grown.eval()(x), plain.eval()(x), atol=1e-6, rtol=0)
+
+
+def test_fine_tuning_grows_a_look_back_spectrum_and_resumes(tiny_model, tmp_path, capsys):
+    """--init plain weights + --context-window: loaded weights learn --init-lr-scale times slower,
+    the new branch at full rate, and a resumed run keeps both groups."""
+    import torch
+
+    from streamae.train.config import DenoiserConfig
+    from streamae.train.model import DenoiserNet
+
+    plain = DenoiserNet(DenoiserConfig(code=32, bottleneck=16, hidden=16, dilations=(1, 2)))
+    torch.save({"model": plain.state_dict(), "config": plain.config.to_dict()}, tmp_path / "plain.pt")
+    root, run = tiny_model.parent, tmp_path / "ft"
+    assert train_tiny(root, run, "--init", str(tmp_path / "plain.pt"), "--context-window", "240",
+                      "--init-lr-scale", "0.1", "--steps", "2") == 0
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["config"]["context_window"] == 240
+    assert [g["lr_scale"] for g in ckpt["optimizer"]["param_groups"]] == [0.1, 1.0]
+    new = [k for k in ckpt["model"] if k.startswith("context") and k not in ckpt["from_init"]]
+    assert new and set(ckpt["from_init"]) <= set(plain.state_dict())
+    assert train_tiny(root, run, "--steps", "3") == 0
+    assert "resumed" in capsys.readouterr().out
+    resumed = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert resumed["step"] == 3 and [g["lr_scale"] for g in resumed["optimizer"]["param_groups"]] == [0.1, 1.0]

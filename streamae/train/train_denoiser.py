@@ -48,7 +48,8 @@ def main(args: argparse.Namespace) -> Path | None:
         if unexpected or any(not k.startswith("context") for k in missing):
             raise SystemExit(f"{args.init} does not fit this model: missing {missing}, unexpected {unexpected}")
         print(f"initialised from {args.init} (its step {init.get('step', '?')}); new optimizer and schedule", flush=True)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    from_init = set(init["model"]) if init is not None else set(ckpt.get("from_init", [])) if ckpt is not None else set()
+    opt = torch.optim.AdamW(_param_groups(net, from_init, args.init_lr_scale), lr=args.lr, weight_decay=1e-4)
     step, elapsed = 0, 0.0
     if ckpt is not None:
         net.load_state_dict(ckpt["model"])
@@ -79,7 +80,7 @@ def main(args: argparse.Namespace) -> Path | None:
         if progress >= 1.0:
             break
         for g in opt.param_groups:
-            g["lr"] = _learning_rate(args.lr, step, progress)
+            g["lr"] = g.get("lr_scale", 1.0) * _learning_rate(args.lr, step, progress)
         noisy, clean = mixer.batch(args.batch)
         if not bool(torch.isfinite(noisy).all() and torch.isfinite(clean).all()):
             skipped += 1  # checked before the forward pass, which would update BatchNorm statistics
@@ -111,9 +112,9 @@ def main(args: argparse.Namespace) -> Path | None:
                 line += f" | dev SI-SDR +{_dev_improvement(net, dev):.2f} dB"
             print(line, flush=True)
         if time.time() - last_ckpt > args.checkpoint_minutes * 60:
-            _save_checkpoint(ckpt_path, net, opt, step, time.time() - start)
+            _save_checkpoint(ckpt_path, net, opt, step, time.time() - start, from_init)
             last_ckpt = time.time()
-    _save_checkpoint(ckpt_path, net, opt, step, time.time() - start)
+    _save_checkpoint(ckpt_path, net, opt, step, time.time() - start, from_init)
     summary = {"steps": step, "skipped_batches": skipped, "minutes": round((time.time() - start) / 60, 1), "device": str(device),
                "batch": args.batch, "crop_seconds": args.seconds, "snr_db": list(args.snr), "sparsity_weight": args.sparsity}
     if dev is not None:
@@ -135,6 +136,14 @@ def export(net: DenoiserNet, probe: torch.Tensor, path: str | Path, training: di
     paths = export_denoiser(net, path, {"training": training, "sparsity": sparsity, "parameters": count_parameters(net)})
     print(f"exported {paths[0]} and {paths[1]}; code sparsity {json.dumps(sparsity)}", flush=True)
     return paths[0]
+
+
+def _param_groups(net: DenoiserNet, from_init: set[str], init_scale: float) -> list[dict]:
+    """Fine-tuning: weights that came from --init move `init_scale` times slower than new ones."""
+    params = dict(net.named_parameters())
+    groups = [{"params": [p for k, p in params.items() if k in from_init], "lr_scale": init_scale},
+              {"params": [p for k, p in params.items() if k not in from_init], "lr_scale": 1.0}]
+    return [g for g in groups if g["params"]]
 
 
 def _learning_rate(peak: float, step: int, progress: float) -> float:
@@ -159,13 +168,13 @@ def _dev_improvement(net: DenoiserNet, dev) -> float:
     return (si_sdr_db(est, clean) - si_sdr_db(noisy, clean)).mean().item()
 
 
-def _save_checkpoint(path: Path, net, opt, step: int, elapsed: float) -> None:
+def _save_checkpoint(path: Path, net, opt, step: int, elapsed: float, from_init: set[str]) -> None:
     state = net.state_dict()
     if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
         raise RuntimeError(f"model diverged (non-finite weights) at step {step}; keeping the previous {path}")
     tmp = path.with_name(path.name + ".tmp")
     torch.save({"model": state, "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed,
-                "config": net.config.to_dict()}, tmp)
+                "config": net.config.to_dict(), "from_init": sorted(from_init)}, tmp)
     os.replace(tmp, path)
 
 

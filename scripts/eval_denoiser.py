@@ -32,7 +32,8 @@ def main() -> None:
     p.add_argument("--speech", required=True)
     p.add_argument("--noise", required=True)
     p.add_argument("--card", help="write the model card JSON here")
-    p.add_argument("--card-extra", default=None, help="JSON file merged into the card (data, licences)")
+    p.add_argument("--card-extra", nargs="+", default=[], help="JSON files merged into the card in order (data, "
+                   "licences, recipe; a later file's keys win)")
     p.add_argument("--bench", default=None, metavar="JSON:SYSTEM",
                    help="pin this model's row of a scripts/bench_denoise.py result (and DTLN's cost ratio) in the card")
     args = p.parse_args()
@@ -91,8 +92,8 @@ def _card(d: Denoiser, dev: dict, speed: dict, args) -> dict:
         "dev": dev, "speed": speed,
         "reproduce": "python scripts/eval_denoiser.py " + shlex.join(sys.argv[1:]),
     }
-    if args.card_extra:
-        card.update(json.loads(Path(args.card_extra).read_text()))
+    for extra in args.card_extra:
+        card.update(json.loads(Path(extra).read_text()))
     if args.bench:
         card["benchmark"] = _bench_row(*args.bench.rsplit(":", 1))
     return card

@@ -112,3 +112,28 @@ def test_fine_tuning_grows_a_look_back_spectrum_and_resumes(tiny_model, tmp_path
     assert "resumed" in capsys.readouterr().out
     resumed = torch.load(run / "checkpoint.pt", weights_only=False)
     assert resumed["step"] == 3 and [g["lr_scale"] for g in resumed["optimizer"]["param_groups"]] == [0.1, 1.0]
+
+
+def test_a_non_finite_loss_is_skipped_and_its_batch_kept_for_diagnosis(tiny_model, tmp_path, monkeypatch, capsys):
+    import torch
+
+    from streamae.train import train_denoiser
+
+    real = train_denoiser.multi_resolution_stft
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        value = real(*args, **kwargs)
+        return value * float("nan") if calls["n"] == 2 else value
+
+    monkeypatch.setattr(train_denoiser, "multi_resolution_stft", flaky)
+    run = tmp_path / "run"
+    assert train_tiny(tiny_model.parent, run, "--steps", "2", "--code", "32", "--bottleneck", "16", "--hidden", "16",
+                      "--dilations", "1") == 0
+    assert '"skipped_batches": 1' in capsys.readouterr().out
+    kept = torch.load(run / "nonfinite-1.pt", weights_only=False)
+    assert kept["noisy"].shape == kept["clean"].shape and torch.isfinite(kept["noisy"]).all()
+    assert kept["stft"] != kept["stft"]  # the NaN term is recorded as such
+    weights = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())

@@ -74,10 +74,10 @@ def _info(args) -> int:
     import json
 
     from . import runtime
-    from .denoiser import DEFAULT_MODEL, step_graph_path
+    from .denoiser import DEFAULT_MODEL
 
     path = Path(args.model) if args.model else runtime.models_dir() / DEFAULT_MODEL
-    info = runtime.metadata(runtime.session(step_graph_path(path)))
+    info = runtime.metadata(runtime.session(path))  # every exported graph carries the whole card
     print(json.dumps({"model": str(path), **info}, indent=2))
     return 0
 

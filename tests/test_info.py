@@ -14,6 +14,15 @@ def test_info_prints_the_models_metadata(tiny_model, capsys):
     assert info["training"]["steps"] == 4 and 0 < info["sparsity"]["zero_fraction"] < 1
 
 
+def test_info_reads_anomaly_models_too(capsys):
+    from conftest import REPO
+
+    assert main(["info", str(REPO / "models" / "anomaly-mimii-id00.onnx")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "anomaly" and info["threshold"] > 0
+    assert "alert level" in info["score"]  # how a file is judged, as `streamae anomaly score` does it
+
+
 def test_info_on_a_missing_model_is_one_line(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope.onnx")]) == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -97,6 +97,17 @@ def test_reset_starts_a_new_signal(tiny_model):
     np.testing.assert_allclose(out, d.process(x, 16000), atol=1e-5)
 
 
+@pytest.mark.parametrize("model", ["tiny_model", "shipped_model"])
+def test_digital_silence_stays_finite_and_the_stream_recovers(model, request):
+    path = request.getfixturevalue(model)
+    d = Denoiser(path)
+    x = np.concatenate([np.zeros(8000, np.float32), speechlike(1.0) + noise(1.0)])
+    streamed, _ = run_stream(d, x, 16000, 160)
+    assert np.isfinite(streamed).all()
+    np.testing.assert_allclose(streamed, whole_graph(path, x, d.hop), atol=1e-4)
+    assert np.abs(streamed[8000 + 4000:]).max() > 1e-3  # speech after the silence comes through
+
+
 def test_bad_input_is_refused(tiny_model):
     d = Denoiser(tiny_model)
     with pytest.raises(StreamaeError, match="float"):

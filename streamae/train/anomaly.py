@@ -40,7 +40,8 @@ TOP_FRAMES_FRACTION = 0.05  # the frame view averages the worst 5 % of a window'
 SCORE_DESCRIPTION = ("squared reconstruction error of the per-band standardised, level-normalised log-mel window, "
                      "seen two ways: the worst band's mean over the window, and the mean over bands of the worst 5 % "
                      "of frames; each minus its median on normal training windows, over its standard deviation there; "
-                     "the window score is the larger; per file: mean over windows")
+                     "the window score is the larger; per file: the alert level, the highest threshold at which the "
+                     "monitor's k-of-n rule would fire (`streamae anomaly score`)")
 
 
 @dataclass(frozen=True)

@@ -124,7 +124,9 @@ class DenoiserNet(nn.Module):
     def _log_spectrum(self, x: torch.Tensor) -> torch.Tensor:
         parts = F.conv1d(x, self.context_basis, stride=self.config.hop)  # [B, 2*bins, T]
         re, im = parts.chunk(2, dim=1)
-        return 0.5 * torch.log(re * re + im * im + LOG_FLOOR ** 2)
+        # clamp, not `+ LOG_FLOOR ** 2`: the ONNX optimizer drops an add of 1e-8 as "adding zero",
+        # and digital silence then gives log(0) = -inf, NaN ever after in the stream
+        return 0.5 * torch.log(torch.clamp(re * re + im * im, min=LOG_FLOOR ** 2))
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """Whole signal [B, N] (N a multiple of hop) -> time-aligned clean [B, N].

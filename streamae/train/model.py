@@ -58,8 +58,9 @@ class DenoiserNet(nn.Module):
         self.decoder = nn.ConvTranspose1d(c.code, 1, c.window, stride=c.hop, bias=False)
         self._init_filterbank()
         if c.context_window:
-            self.register_buffer("context_basis", _fourier_basis(c.context_window, c.context_bins))
-            self.context = nn.Sequential(nn.BatchNorm1d(c.context_bins), nn.Conv1d(c.context_bins, c.bottleneck, 1))
+            bins = min(c.context_bins, c.context_window // 2 + 1)  # none past Nyquist
+            self.register_buffer("context_basis", _fourier_basis(c.context_window, bins))
+            self.context = nn.Sequential(nn.BatchNorm1d(bins), nn.Conv1d(bins, c.bottleneck, 1))
             nn.init.zeros_(self.context[1].weight)  # starts as the model without it (fine-tune from v1)
             nn.init.zeros_(self.context[1].bias)
 

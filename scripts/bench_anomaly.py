@@ -386,7 +386,8 @@ def report(res: dict, command: str, seconds: float) -> str:
               f"### Real broken propellers ({c['val_anomalous']} windows of val/anomalous vs {c['val_normal']} of val/normal)", "",
               "| detector | AUC / pAUC / TPR@1%FPR |", "|---|---|"]
     names = {"ours": "sparse conv AE (ours)", "dcase_baseline": "DCASE 2020 dense AE baseline",
-             "loudness": "loudness only (after scaling)", "fine_spectrum": "fine-spectrum nearest neighbours (reference)", "raw_loudness_before_scaling": "loudness before scaling (what level normalisation removes)"}
+             "fine_spectrum": "fine-spectrum nearest neighbours (reference)", "loudness": "loudness only (after scaling)",
+             "raw_loudness_before_scaling": "loudness before scaling (what level normalisation removes)"}
     for k in ("ours", "dcase_baseline", "fine_spectrum", "loudness", "raw_loudness_before_scaling"):
         lines.append(f"| {names[k]} | {fmt(u['real'][k])} |")
     views = ["overall", *KINDS, *[f"{l} dB" for l in LEVELS_DB]]

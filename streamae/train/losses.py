@@ -29,13 +29,19 @@ def multi_resolution_stft(estimate: torch.Tensor, target: torch.Tensor, referenc
     total = estimate.new_zeros(())
     for n in sizes:
         window = torch.hann_window(n, device=estimate.device)
-        mags = [torch.stft(s, n, n // 4, window=window, return_complex=True).abs() for s in (estimate, target)]
-        est, tgt = mags
+        est, tgt = (_magnitude(torch.stft(s, n, n // 4, window=window, return_complex=True)) for s in (estimate, target))
         # sqrt(sum + eps), not .norm(): the norm's gradient at exactly zero is undefined
         convergence = _safe_norm(tgt - est) / (_safe_norm(tgt) + 1e-5)
         log_mag = (torch.log(est + 1e-5) - torch.log(tgt + 1e-5)).abs().mean(dim=(-2, -1))
         total = total + (convergence + log_mag).mean()
     return total / len(sizes)
+
+
+def _magnitude(z: torch.Tensor) -> torch.Tensor:
+    """|z| with a finite gradient everywhere: complex .abs() back-propagates 0/0 = NaN where a bin
+    is exactly zero (a digitally silent stretch of the estimate), which was the cause of the rare
+    non-finite training batches."""
+    return (z.real.pow(2) + z.imag.pow(2) + 1e-12).sqrt()
 
 
 def _safe_norm(x: torch.Tensor) -> torch.Tensor:

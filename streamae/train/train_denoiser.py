@@ -96,7 +96,7 @@ def main(args: argparse.Namespace) -> Path | None:
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
             skipped += 1  # one bad batch must not poison the weights (or the checkpoint)
-            if skipped <= 3:  # kept for diagnosis: the cause of these rare batches is not yet known
+            if skipped <= 3:  # kept for diagnosis (the known cause, NaN from complex abs(), is fixed in losses.py)
                 torch.save({"noisy": noisy.cpu(), "clean": clean.cpu(), "step": step, "snr": loss_snr.item(),
                             "stft": loss_stft.item(), "code": loss_code.item(), "grad_norm": grad_norm.item()},
                            run_dir / f"nonfinite-{skipped}.pt")

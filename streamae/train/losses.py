@@ -38,8 +38,8 @@ def multi_resolution_stft(estimate: torch.Tensor, target: torch.Tensor, referenc
 
 
 def _magnitude(z: torch.Tensor) -> torch.Tensor:
-    """|z| with a finite gradient everywhere: complex .abs() back-propagates 0/0 = NaN where a bin
-    is exactly zero (a digitally silent stretch of the estimate), which was the cause of the rare
+    """|z| with a finite gradient everywhere. Complex .abs() back-propagates NaN at denormal bins
+    (|z| ~ 1e-41, from a nearly silent estimate) on torch's scalar path: the cause of the rare
     non-finite training batches."""
     return (z.real.pow(2) + z.imag.pow(2) + 1e-12).sqrt()
 

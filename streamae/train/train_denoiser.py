@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> Path | None:
         if unexpected or any(not k.startswith("context") for k in missing):
             raise SystemExit(f"{args.init} does not fit this model: missing {missing}, unexpected {unexpected}")
         print(f"initialised from {args.init} (its step {init.get('step', '?')}); new optimizer and schedule", flush=True)
-    from_init = set(init["model"]) if init is not None else set(ckpt.get("from_init", [])) if ckpt is not None else set()
+    from_init = set(init["model"]) if init is not None else set((ckpt or {}).get("from_init", []))
     opt = torch.optim.AdamW(_param_groups(net, from_init, args.init_lr_scale), lr=args.lr, weight_decay=1e-4)
     step, elapsed = 0, 0.0
     if ckpt is not None:

@@ -130,12 +130,14 @@ def injected(flights: list[np.ndarray], seed: int = 7) -> tuple[np.ndarray, dict
 
 
 # -- detectors ------------------------------------------------------------------------------
-def ours(model: AnomalyModel):
-    cfg = model.features
+def window_features(wins: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """2 s audio windows [N, samples] -> the model's normalised log-mel windows [N, bands, frames]."""
+    return np.stack([normalise(logmel(w, cfg)[:, :cfg.window_frames]) for w in wins])
 
+
+def ours(model: AnomalyModel):
     def score(wins: np.ndarray) -> np.ndarray:
-        feats = np.stack([normalise(logmel(w, cfg)[:, :cfg.window_frames]) for w in wins])
-        return model.score_windows(feats)
+        return model.score_windows(window_features(wins, model.features))
     return score
 
 
@@ -235,12 +237,17 @@ def train_model(normal: list[Path], val: list[Path], out: Path, steps: int, extr
     return AnomalyModel(out)
 
 
-def uav(data: Path, work: Path, steps: int, base_steps: int) -> dict:
+def uav_split(data: Path) -> tuple[list[Path], list[Path], list[Path], list[Path]]:
+    """(training flights, flights held out for the injected faults, val/normal, val/anomalous)."""
     train_all = audio_files([data / "uav/train/normal"])
     order = np.random.default_rng(0).permutation(len(train_all))
     held = [train_all[i] for i in sorted(order[:HELD_OUT_FLIGHTS])]
     train = [f for f in train_all if f not in held]
-    val_normal, val_anom = audio_files([data / "uav/val/normal"]), audio_files([data / "uav/val/anomalous"])
+    return train, held, audio_files([data / "uav/val/normal"]), audio_files([data / "uav/val/anomalous"])
+
+
+def uav(data: Path, work: Path, steps: int, base_steps: int) -> dict:
+    train, held, val_normal, val_anom = uav_split(data)
 
     model = train_model(train, val_normal, work / "uav.onnx", steps)
     card = json.loads((work / "uav.json").read_text())

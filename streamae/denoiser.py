@@ -6,14 +6,14 @@ sample for sample; `process()` is a stream fed everything at once.
 from __future__ import annotations
 
 from functools import lru_cache
+from math import gcd
 from pathlib import Path
 
 import numpy as np
-import soxr
 
 from . import runtime
-from .audio import RESAMPLE_QUALITY
 from .errors import StreamaeError
+from .resample import StreamResampler
 
 DEFAULT_MODEL = "denoiser-v1.onnx"
 MAX_BLOCK_FRAMES = 2000  # frames per onnxruntime call when a lot of audio is waiting
@@ -64,9 +64,10 @@ class Denoiser:
         clean, *states = self.session.run(None, feeds)
         return clean, states
 
-    def stream(self, sample_rate: int | None = None, channels: int = 1,
-               resample_quality: str = RESAMPLE_QUALITY) -> "DenoiserStream":
-        return DenoiserStream(self, sample_rate or self.sample_rate, channels, resample_quality)
+    def stream(self, sample_rate: int | None = None, channels: int = 1) -> "DenoiserStream":
+        """A fresh stateful stream for audio at `sample_rate` (default: the model's), each channel
+        cleaned on its own; its fixed delay, resampling included, is `latency_samples`."""
+        return DenoiserStream(self, self.sample_rate if sample_rate is None else sample_rate, channels)
 
     def process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Clean a whole signal, float32 [samples] or [channels, samples]; same shape out, time-aligned."""
@@ -91,23 +92,9 @@ class _ModelCore:
         self.states = self.d.initial_states(self.channels)
         self.pending = np.zeros((self.channels, 0), np.float32)  # input not yet a whole hop
         self.to_skip = self.d.delay  # leading output samples that precede time zero
-        self.samples_in = 0
-        self.samples_out = 0
 
     def push(self, x: np.ndarray) -> np.ndarray:
-        self.samples_in += x.shape[-1]
-        return self._run(np.concatenate([self.pending, x], axis=-1))
-
-    def finish(self) -> np.ndarray:
-        """Zero-pad past the end until every input sample has its output; then reset."""
-        owed = self.samples_in - self.samples_out
-        total = -(-(owed + self.to_skip) // self.d.hop) * self.d.hop  # whole hops that yield `owed`
-        zeros = np.zeros((self.channels, total - self.pending.shape[-1]), np.float32)
-        out = self._run(np.concatenate([self.pending, zeros], axis=-1))[:, :owed]
-        self.reset()
-        return out
-
-    def _run(self, x: np.ndarray) -> np.ndarray:
+        x = np.concatenate([self.pending, x], axis=-1)
         hop = self.d.hop
         usable = x.shape[-1] // hop * hop
         self.pending = x[:, usable:]
@@ -119,28 +106,23 @@ class _ModelCore:
         y = np.concatenate(outs, axis=-1) if outs else x[:, :0]
         skip = min(self.to_skip, y.shape[-1])
         self.to_skip -= skip
-        y = y[:, skip:]
-        self.samples_out += y.shape[-1]
-        return y
+        return y[:, skip:]
 
 
 class DenoiserStream:
     """Chunk in, same-length chunk out: the cleaned signal delayed by `latency_samples`.
 
-    Resampling (soxr) to and from the model rate happens inside; its delay is part of
-    `latency_samples`, which is fixed for the life of the stream.
+    Resampling to and from the model rate (`resample.StreamResampler`) happens inside; its
+    delay is part of `latency_samples`, which is exact and fixed for the life of the stream.
     """
 
-    def __init__(self, denoiser: Denoiser, sample_rate: int, channels: int = 1,
-                 resample_quality: str = RESAMPLE_QUALITY):
+    def __init__(self, denoiser: Denoiser, sample_rate: int, channels: int = 1):
         if sample_rate <= 0:
             raise StreamaeError(f"sample rate must be positive, got {sample_rate}")
         self.denoiser = denoiser
         self.sample_rate = int(sample_rate)
         self.channels = channels
-        self.quality = resample_quality
-        self.latency_samples = _stream_latency(denoiser.sample_rate, self.sample_rate, denoiser.hop,
-                                               denoiser.delay, resample_quality)
+        self.latency_samples = _stream_latency(denoiser.sample_rate, self.sample_rate, denoiser.hop, denoiser.delay)
         self.reset()
 
     def reset(self) -> None:
@@ -149,8 +131,7 @@ class DenoiserStream:
         self._core = _ModelCore(d, c)
         self._down = self._up = None
         if r != d.sample_rate:
-            self._down = soxr.ResampleStream(r, d.sample_rate, c, dtype="float32", quality=self.quality)
-            self._up = soxr.ResampleStream(d.sample_rate, r, c, dtype="float32", quality=self.quality)
+            self._down, self._up = StreamResampler(r, d.sample_rate, c), StreamResampler(d.sample_rate, r, c)
         self._fifo = np.zeros((c, self.latency_samples), np.float32)
         self._dry = np.zeros((c, self.latency_samples), np.float32)  # input, delayed like the output
 
@@ -168,14 +149,9 @@ class DenoiserStream:
         return self._mix_dry(self._pop(x2.shape[-1]), x2).reshape(x.shape)
 
     def flush(self) -> np.ndarray:
-        """The last `latency_samples` of output; the stream then starts afresh."""
-        y = self._core.push(self._resample_in(None))
-        y = np.concatenate([y, self._core.finish()], axis=-1)
-        self._append(self._resample_out(y, last=True))
-        # Resampling there and back can end a sample short or long: pad or cut to the promise.
-        out = self._fifo[:, : self.latency_samples]
-        out = np.pad(out, ((0, 0), (0, self.latency_samples - out.shape[-1])))
-        out = self._mix_dry(out, np.zeros((self.channels, 0), np.float32))
+        """The last `latency_samples` of output (the input as if followed by silence); the
+        stream then starts afresh."""
+        out = self.process(np.zeros((self.channels, self.latency_samples), np.float32))
         self.reset()
         return out[0] if self.channels == 1 else out
 
@@ -190,20 +166,11 @@ class DenoiserStream:
         self._dry = dry[:, wet.shape[-1]:]
         return wet + gain * (dry[:, : wet.shape[-1]] - wet)
 
-    def _resample_in(self, x: np.ndarray | None) -> np.ndarray:
-        if self._down is None:
-            return x if x is not None else np.zeros((self.channels, 0), np.float32)
-        if x is None:
-            y = self._down.resample_chunk(np.zeros((0, self.channels), np.float32), last=True)
-        else:
-            y = self._down.resample_chunk(np.ascontiguousarray(x.T))
-        return np.ascontiguousarray(y.reshape(-1, self.channels).T)
+    def _resample_in(self, x: np.ndarray) -> np.ndarray:
+        return x if self._down is None else self._down.push(x)
 
-    def _resample_out(self, y: np.ndarray, last: bool = False) -> np.ndarray:
-        if self._up is None:
-            return y
-        z = self._up.resample_chunk(np.ascontiguousarray(y.T), last=last)
-        return np.ascontiguousarray(z.reshape(-1, self.channels).T)
+    def _resample_out(self, y: np.ndarray) -> np.ndarray:
+        return y if self._up is None else self._up.push(y)
 
     def _append(self, y: np.ndarray) -> None:
         if y.shape[-1]:
@@ -217,27 +184,23 @@ class DenoiserStream:
 
 
 @lru_cache(maxsize=32)
-def _stream_latency(model_rate: int, rate: int, hop: int, delay: int, quality: str) -> int:
-    """Worst-case lag of output behind input over every possible chunking, in samples at `rate`.
+def _stream_latency(model_rate: int, rate: int, hop: int, delay: int) -> int:
+    """The largest lag of output behind input, over every chunking, in samples at `rate`.
 
-    The model core's lag is arithmetic; the resamplers' lag is measured by feeding fresh
-    soxr streams one sample at a time (chunk-independent: soxr's output count depends on
-    the input count only).
+    Every stage's output count is a function of its input count alone (resamplers:
+    `StreamResampler.available`; the model: whole hops, minus its delay), so the lag after
+    n input samples is exact arithmetic; it repeats with the rate ratio's period, and two
+    periods after the start-up transient cover every case.
     """
     if rate == model_rate:
         return delay + hop - 1
-    down = soxr.ResampleStream(rate, model_rate, 1, dtype="float32", quality=quality)
-    up = soxr.ResampleStream(model_rate, rate, 1, dtype="float32", quality=quality)
-    one = np.zeros(1, np.float32)
-    core_in = core_ready = out = worst = 0
-    for n in range(1, rate // 2 + 4 * hop * rate // model_rate):
-        core_in += len(down.resample_chunk(one))
-        ready = max(0, core_in // hop * hop - delay)
-        if ready > core_ready:
-            out += len(up.resample_chunk(np.zeros(ready - core_ready, np.float32)))
-            core_ready = ready
-        worst = max(worst, n - out)
-    return worst
+    down, up = StreamResampler(rate, model_rate), StreamResampler(model_rate, rate)
+    period = down.down * hop // gcd(hop, down.up)  # input samples after which every stage repeats
+    transient = 4 * (down.lookahead + -(-(delay + 2 * hop + up.lookahead) * rate // model_rate))
+    n = np.arange(transient + 2 * period, dtype=np.int64)
+    model_in = down.available(n)
+    model_out = np.maximum(0, model_in // hop * hop - delay)
+    return int((n - up.available(model_out)).max())
 
 
 def _as_float32(audio: np.ndarray) -> np.ndarray:

@@ -17,10 +17,10 @@ from typing import Iterator
 import numpy as np
 
 from .audio import AtomicAudioWriter, open_input, output_format, read_blocks
+from .denoiser import Denoiser, DenoiserStream
 from .errors import StreamaeError
 from .worker import BlockWorker, FrameRing, ProcessBlock
 
-LIVE_RESAMPLE_QUALITY = "LQ"  # soxr "HQ" adds ~57 ms at 48 kHz; "LQ" ~29 ms; 16 kHz devices none
 STALL_SECONDS = 3.0  # no input for this long: the device stream is dead, say so instead of hanging
 SWITCH_INTERVAL_S = 0.001  # the GIL hand-over the audio callback may wait for (CPython's default: 5 ms)
 
@@ -191,7 +191,7 @@ def run_devices(args: argparse.Namespace, load_denoiser) -> None:
         audio = _open(sd.InputStream, device=in_index, channels=args.channels, **common)
     device_ms = 1000 * (sum(audio.latency) if play else audio.latency)
     names = f"{sd.query_devices(in_index)['name']}" + (f" -> {sd.query_devices(out_index)['name']}" if play else "")
-    _print_latency(names, denoiser, stream, worker, device_ms)
+    _print_latency(names, denoiser, stream, worker, device_ms, device=True)
     recorder = _recorder(args, rate, limit) if args.record else None
     _run_until_done(worker, audio, recorder, limit, args.stats)
 
@@ -209,7 +209,7 @@ def run_file(args: argparse.Namespace, denoiser) -> None:
         ok = False
         try:
             _print_latency(f"{args.input_file} ({'real time' if args.realtime else 'as fast as possible'})",
-                           denoiser, stream, worker, 0.0)
+                           denoiser, stream, worker, 0.0, device=False)
             with worker:
                 if args.realtime:
                     _pace(worker, recorder, blocks, rate, limit, args.stats)
@@ -222,7 +222,7 @@ def run_file(args: argparse.Namespace, denoiser) -> None:
 
 
 def _worker_for(args, denoiser, rate: int, lossless: bool = False):
-    stream = denoiser.stream(rate, channels=args.channels, resample_quality=args.resample_quality)
+    stream = denoiser.stream(rate, channels=args.channels)
     stream.process(np.zeros((args.channels, rate // 10), np.float32))  # warm up onnxruntime: the first
     stream.reset()  # call is slow and would miss its deadline
     block = max(1, round(args.chunk_ms * rate / 1000))
@@ -336,16 +336,17 @@ def _lossless(worker: BlockWorker, recorder: Recorder, blocks: Iterator[np.ndarr
         raise failed[0]
 
 
-def _print_latency(names: str, denoiser, stream, worker: BlockWorker, device_ms: float) -> None:
+def _print_latency(names: str, denoiser: Denoiser, stream: DenoiserStream, worker: BlockWorker, device_ms: float,
+                   device: bool) -> None:
     rate = stream.sample_rate
     model_ms = 1000 * denoiser.latency_samples / denoiser.sample_rate
     resample_ms = stream.latency_ms - model_ms
     buffer_ms = 1000 * (worker.delay_frames - worker.latency_frames) / rate
     total = stream.latency_ms + buffer_ms + device_ms
     print(f"live: {names}, {rate} Hz, {stream.channels} ch, chunk {1000 * worker.block_frames / rate:.1f} ms; "
-          f"latency {total:.1f} ms = model {model_ms:.1f} + resampling {resample_ms:.1f} ({stream.quality}) "
+          f"latency {total:.1f} ms = model {model_ms:.1f} + resampling {resample_ms:.1f} "
           f"+ buffering {buffer_ms:.1f} + device {device_ms:.1f}", file=sys.stderr, flush=True)
-    if rate != denoiser.sample_rate and resample_ms > 1:
+    if device and rate != denoiser.sample_rate:
         print(f"live: tip: --rate {denoiser.sample_rate} (if the device allows it) saves the "
               f"{resample_ms:.0f} ms of resampling", file=sys.stderr)
 
@@ -384,8 +385,6 @@ def add_parser(sub) -> None:
     p.add_argument("--rt-priority", type=int, default=0, metavar="N",
                    help="run the audio threads with real-time priority N (1-99; needs root or an rtprio "
                    "limit); removes xruns on a busy machine")
-    p.add_argument("--resample-quality", default=LIVE_RESAMPLE_QUALITY, choices=["QQ", "LQ", "MQ", "HQ", "VHQ"],
-                   help=f"soxr quality when the device rate is not the model's (default {LIVE_RESAMPLE_QUALITY})")
     p.add_argument("--stats", type=float, default=0.0, metavar="SECONDS",
                    help="print real-time factor and xruns every SECONDS (default: only at the end)")
     add_model_options(p)

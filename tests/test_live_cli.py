@@ -24,10 +24,10 @@ def test_file_through_the_worker_equals_offline(tiny_model, tmp_path):
     x = np.stack([speechlike(2.3, rate, seed=5) + noise(2.3, rate, seed=6), noise(2.3, rate, seed=7)], axis=1)
     src, dst = tmp_path / "in.wav", tmp_path / "out.wav"
     sf.write(src, x, rate, subtype="FLOAT")
-    r = run_live("--input-file", str(src), "--record", str(dst), "--model", str(tiny_model), "--resample-quality", "HQ")
+    r = run_live("--input-file", str(src), "--record", str(dst), "--model", str(tiny_model))
     assert r.returncode == 0, r.stderr
     d = Denoiser(tiny_model)
-    lag = d.stream(rate, resample_quality="HQ").latency_samples
+    lag = d.stream(rate).latency_samples
     assert f"latency {1000 * lag / rate:.1f} ms" in r.stderr
     y, _ = sf.read(dst, dtype="float32")
     assert y.shape == x.shape and sf.info(str(dst)).subtype == "FLOAT"

@@ -89,7 +89,7 @@ def _one_take(tiny_model, tmp_path) -> None:
     d = Denoiser(tiny_model)
     lead, ncc = _find_onset(d, x, y)
     assert ncc > 0.99, (lead, ncc)
-    s = d.stream(RATE, resample_quality="LQ")
+    s = d.stream(RATE)
     expected = np.concatenate([np.zeros(BUFFER_CHUNKS * CHUNK + lead, np.float32), x])
     offline = np.concatenate([np.zeros(BUFFER_CHUNKS * CHUNK, np.float32),
                               s.process(np.pad(expected[BUFFER_CHUNKS * CHUNK:], (0, len(y))))])[:len(y)]
@@ -110,7 +110,7 @@ def _find_onset(d: Denoiser, x: np.ndarray, y: np.ndarray) -> tuple[int, float]:
     cumulative = np.concatenate([[0.0], np.cumsum(y.astype(np.float64) ** 2)])
     window_energy = cumulative[len(head):] - cumulative[:-len(head)]  # sum of y**2 over each window
     for phase in range(HOP_PERIOD):
-        s = d.stream(RATE, resample_quality="LQ")
+        s = d.stream(RATE)
         lead_in = 20 * HOP_PERIOD + phase
         ref = s.process(np.concatenate([np.zeros(lead_in, np.float32), head]))[lead_in:]
         corr = np.fft.irfft(y_spectrum * np.conj(np.fft.rfft(ref, n)), n)[: len(y) - len(ref)]

@@ -1,0 +1,106 @@
+"""Streaming sample-rate conversion with an exact, fixed delay, for the denoiser's streams.
+
+soxr's streaming resampler releases output in bursts whose size drifts over minutes at
+ratios such as 44.1 <-> 16 kHz, so a stream built on it cannot promise a fixed latency
+(10 ms chunks at 44.1 kHz ran dry after about 20 s). This one is a polyphase windowed-sinc
+filter driven by integer sample counts: how many samples come out depends only on how many
+went in (`available`), so the delay is known exactly, for every chunking, from the first
+sample on. Its filter is linear-phase and centred, so output sample k lines up in time with
+input time k * in_rate / out_rate. Whole files are still resampled by soxr (`audio.resample`).
+"""
+from __future__ import annotations
+
+from math import ceil, gcd, pi
+
+import numpy as np
+
+STOPBAND_DB = 80.0
+PASSBAND = 0.875  # of the lower Nyquist frequency: flat to 7 kHz at 16 kHz, stopband from 8 kHz
+MAX_PHASES = 4096  # rates with a finer grid (e.g. 44101 Hz) round each output's phase to 1/4096 sample
+BLOCK_OUTPUTS = 4096  # outputs per gather (bounds its memory)
+
+
+class StreamResampler:
+    """float32 [channels, n] in, every output sample the input so far determines, out."""
+
+    def __init__(self, in_rate: int, out_rate: int, channels: int = 1):
+        if in_rate <= 0 or out_rate <= 0:
+            raise ValueError(f"sample rates must be positive, got {in_rate} -> {out_rate}")
+        g = gcd(in_rate, out_rate)
+        self.up, self.down = out_rate // g, in_rate // g  # output k sits at input time k * down / up
+        self.channels = channels
+        self.phases = min(self.up, MAX_PHASES)
+        self.half, self.bank = _filter_bank(in_rate, out_rate, self.phases)
+        # samples needed past an output's time; one more when phases are rounded (may round up)
+        self.lookahead = self.half + (self.phases != self.up)
+        self.reset()
+
+    def reset(self) -> None:
+        self._buffer = np.zeros((self.channels, self.half), np.float32)  # input from index -half on
+        self._first = -self.half  # input index of self._buffer[:, 0]
+        self.samples_in = 0
+        self.samples_out = 0
+
+    def available(self, samples_in):
+        """Outputs that `samples_in` input samples determine (int or integer array)."""
+        n = np.asarray(samples_in, np.int64) - self.lookahead
+        count = np.maximum(0, -(-n * self.up // self.down))
+        return int(count) if count.ndim == 0 else count
+
+    def push(self, x: np.ndarray) -> np.ndarray:
+        self._buffer = np.concatenate([self._buffer, x], axis=-1)
+        self.samples_in += x.shape[-1]
+        start, end = self.samples_out, self.available(self.samples_in)
+        out = self._outputs(start, end) if end > start else np.zeros((self.channels, 0), np.float32)
+        self.samples_out = end
+        keep_from = int(self._base(end)[0][0]) - self.half + 1 - self._first  # the next output's first tap
+        if keep_from > 0:
+            self._buffer, self._first = self._buffer[:, keep_from:], self._first + keep_from
+        return out
+
+    def _base(self, k) -> tuple[np.ndarray, np.ndarray]:
+        """Output indices -> (the input sample at or before each one's time, its filter phase)."""
+        k = np.atleast_1d(np.asarray(k, np.int64))
+        base, rest = np.divmod(k * self.down, self.up)
+        phase = rest if self.phases == self.up else np.rint(rest * (self.phases / self.up)).astype(np.int64)
+        carry = phase == self.phases
+        return base + carry, np.where(carry, 0, phase)
+
+    def _outputs(self, start: int, stop: int) -> np.ndarray:
+        """Outputs start..stop-1. Many at once: one BLAS product per phase over a strided view
+        of the input (outputs `up` apart share a phase and sit `down` inputs apart), 30x faster
+        than gathering; a few (a live chunk): one gather, instead of a call per phase."""
+        windows = np.lib.stride_tricks.sliding_window_view(self._buffer, 2 * self.half, axis=-1)
+        if self.phases != self.up or stop - start < 2 * self.up:
+            return np.concatenate([self._gathered(windows, k, min(k + BLOCK_OUTPUTS, stop))
+                                   for k in range(start, stop, BLOCK_OUTPUTS)], axis=-1)
+        out = np.empty((self.channels, stop - start), np.float32)
+        for first in range(start, start + self.up):
+            count = (stop - 1 - first) // self.up + 1
+            base, phase = self._base(first)
+            row = int(base[0]) - self.half + 1 - self._first
+            rows = slice(row, row + (count - 1) * self.down + 1, self.down)
+            for c in range(self.channels):  # 2-D strided views go to BLAS without a copy
+                out[c, first - start::self.up] = windows[c, rows] @ self.bank[phase[0]]
+        return out
+
+    def _gathered(self, windows: np.ndarray, start: int, stop: int) -> np.ndarray:
+        base, phase = self._base(np.arange(start, stop))
+        rows = windows[:, base - self.half + 1 - self._first]  # [channels, outputs, taps]
+        return np.einsum("ckt,kt->ck", rows, self.bank[phase]).astype(np.float32)
+
+
+def _filter_bank(in_rate: int, out_rate: int, phases: int) -> tuple[int, np.ndarray]:
+    """Kaiser-windowed sinc low-pass at the middle of the transition band, sampled at each of
+    `phases` fractional offsets: (half length in input samples, bank [phases, 2 * half]), each
+    row summing to 1 so a constant passes unchanged."""
+    nyquist = min(in_rate, out_rate) / 2
+    cutoff = (1 + PASSBAND) / 2 * nyquist / in_rate  # cycles per input sample
+    width = (1 - PASSBAND) * nyquist / in_rate
+    half = ceil((STOPBAND_DB - 7.95) / (2.285 * 2 * pi * width) / 2)
+    beta = 0.1102 * (STOPBAND_DB - 8.7)
+    frac = np.arange(phases)[:, None] / phases
+    t = frac + half - 1 - np.arange(2 * half)[None, :]  # output time minus each tap's time
+    window = np.i0(beta * np.sqrt(np.clip(1 - (t / half) ** 2, 0, None))) / np.i0(beta)
+    bank = 2 * cutoff * np.sinc(2 * cutoff * t) * window
+    return half, (bank / bank.sum(axis=1, keepdims=True)).astype(np.float32)

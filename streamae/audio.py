@@ -125,11 +125,13 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 
 
 def audio_files(paths: list[str | Path]) -> list[Path]:
-    """Files named directly plus the audio files under named folders (sorted); none is an error."""
+    """Files named directly plus the audio files under named folders (sorted, hidden ones left
+    out); none is an error."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file())
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file()
+                            and not any(part.startswith(".") for part in f.relative_to(p).parts))  # ._x.wav, .Trash
         elif p.is_file():
             files.append(p)
         else:

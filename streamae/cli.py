@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("streamae: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `streamae ... | head`: the reader has gone, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_info)
 
     p = sub.add_parser("train", help="train a model (needs the 'train' extra: torch)")
+    p.set_defaults(run=lambda args, usage=p: usage.print_help() or 2)
     train_sub = p.add_subparsers(metavar="MODEL")
     t = train_sub.add_parser("denoiser", help="train the denoising autoencoder")
     add_training_arguments(t)

@@ -19,11 +19,17 @@ DEFAULT_MODEL = "denoiser-v1.onnx"
 MAX_BLOCK_FRAMES = 2000  # frames per onnxruntime call when a lot of audio is waiting
 
 
-def step_graph_path(path: Path) -> Path:
+MAX_CHANNELS = 64  # more is almost surely [samples, channels] (soundfile's layout) passed untransposed
+
+
+def step_graph_path(path: str | Path) -> Path:
     """`X.onnx` (whole-signal graph) -> `X.step.onnx` (streaming step graph) beside it."""
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise StreamaeError("a denoiser model path ends in .onnx", path)
     if path.name.endswith(".step.onnx"):
         return path
-    return path.with_name(path.name[: -len(".onnx")] + ".step.onnx") if path.suffix == ".onnx" else path
+    return path.with_name(path.name[: -len(".onnx")] + ".step.onnx")
 
 
 class Denoiser:
@@ -38,10 +44,15 @@ class Denoiser:
                  atten_lim_db: float | None = None):
         path = Path(model) if model is not None else runtime.models_dir() / DEFAULT_MODEL
         self.path = path
-        self.session = runtime.session(step_graph_path(path), threads=threads, device=device)
+        step = step_graph_path(path)
+        if not step.exists() and path.exists():
+            kind = runtime.metadata(runtime.session(path)).get("kind")
+            raise StreamaeError(f"its streaming step graph {step.name} is missing beside it" if kind == "denoiser"
+                                else f"not a streamae denoiser (metadata streamae.kind is {kind!r})", path)
+        self.session = runtime.session(step, threads=threads, device=device)
         self.info = runtime.metadata(self.session)
-        if self.info.get("kind") != "denoiser":
-            raise StreamaeError("not a streamae denoiser step graph (metadata streamae.kind)", path)
+        if self.info.get("kind") != "denoiser" or len(self.session.get_inputs()) < 2:
+            raise StreamaeError("not a streamae denoiser step graph (metadata streamae.kind, state inputs)", step)
         config = self.info["config"]
         self.sample_rate: int = config["sample_rate"]
         self.hop: int = config["hop"]
@@ -74,6 +85,9 @@ class Denoiser:
         x = _as_float32(audio)
         if x.ndim not in (1, 2) or x.shape[-1] == 0:
             raise StreamaeError(f"expected audio of shape [samples] or [channels, samples], got {x.shape}")
+        if x.ndim == 2 and x.shape[0] > MAX_CHANNELS:
+            raise StreamaeError(f"audio of shape {x.shape} would be {x.shape[0]} channels: pass [channels, samples] "
+                                "(soundfile reads [samples, channels]: use x.T)")
         x2 = np.atleast_2d(x)
         s = self.stream(sample_rate, channels=x2.shape[0])
         out = np.concatenate([s.process(x2), np.atleast_2d(s.flush())], axis=-1)[:, s.latency_samples:]
@@ -204,7 +218,10 @@ def _stream_latency(model_rate: int, rate: int, hop: int, delay: int) -> int:
 
 
 def _as_float32(audio: np.ndarray) -> np.ndarray:
+    """Float audio as contiguous float32, NaN and infinities set to 0: one bad sample must not
+    poison the stream's state (and so every later output) for the rest of the stream."""
     x = np.asarray(audio)
     if not np.issubdtype(x.dtype, np.floating):
         raise StreamaeError(f"expected float audio in [-1, 1], got dtype {x.dtype}")
-    return np.ascontiguousarray(x, dtype=np.float32)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    return x if np.isfinite(x).all() else np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)

@@ -334,3 +334,45 @@ def test_shipped_demo_model_flags_the_anomalous_example_only(capsys):
     assert normal["anomalous"] is False and anomalous["anomalous"] is True
     assert anomalous["score"] > normal["threshold"] > normal["score"]
     assert DEMO.stat().st_size < 5e6
+
+
+def test_one_bad_file_does_not_stop_the_others(model, data, tmp_path, capsys):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    sf.write(folder / "a_short.wav", machine(1.0, 0), RATE)  # sorts first
+    (folder / "._b.wav").write_bytes(b"AppleDouble")  # a hidden metadata file: not audio, not listed
+    good = folder / "c_good.wav"
+    good.write_bytes((data / "test_normal" / "test_normal_0.wav").read_bytes())
+    assert main(["anomaly", "score", str(folder), "--model", str(model), "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["file"] for line in out.splitlines()] == [str(good)]
+    assert json.loads(out)["seconds"] == 8.0  # the file's length, not where its last window ends
+    assert err.count("streamae: error:") == 1 and "a_short.wav" in err
+
+
+def test_eval_says_which_files_were_too_short(model, data, tmp_path, capsys):
+    short = tmp_path / "short"
+    short.mkdir()
+    sf.write(short / "s.wav", machine(1.0, 0, anomalous=True), RATE)
+    assert main(["anomaly", "eval", "--model", str(model), "--normal", str(data / "test_normal"),
+                 "--anomalous", str(short)]) == 1
+    err = capsys.readouterr().err
+    assert "no anomalous recording is at least one 2.00 s window long" in err and "s.wav" in err
+
+
+def test_a_rate_too_low_for_the_model_is_refused(model, tmp_path, capsys):
+    low = tmp_path / "low.wav"
+    sf.write(low, resample(machine(4.0, 1), RATE, 8000), 8000)
+    assert main(["anomaly", "score", str(low), "--model", str(model)]) == 1
+    assert "recorded at 8000 Hz" in capsys.readouterr().err
+
+
+def test_nan_in_the_audio_scores_as_silence_there(model, tmp_path, capsys):
+    x = machine(4.0, 2).astype(np.float32)
+    clean, broken = tmp_path / "clean.wav", tmp_path / "broken.wav"
+    sf.write(clean, np.where(np.arange(len(x)) == 3000, 0, x), RATE, subtype="FLOAT")
+    x[3000] = np.nan
+    sf.write(broken, x, RATE, subtype="FLOAT")
+    assert main(["anomaly", "score", str(clean), str(broken), "--model", str(model), "--json"]) == 0
+    a, b = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert a["score"] == b["score"] and np.isfinite(a["score"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -128,3 +129,29 @@ def test_long_streams_keep_their_latency_at_fractional_ratios(tiny_model, rate):
     x = noise(60.0, rate, seed=3)
     streamed, _ = run_stream(d, x, rate, rate // 100)
     np.testing.assert_allclose(streamed, d.process(x, rate), atol=1e-4)
+
+
+def test_a_bad_sample_does_not_poison_the_stream(tiny_model):
+    """NaN or inf in the input (a glitching device, a damaged float file) is silenced, and the
+    stream goes on cleaning: the state carries nothing non-finite forward."""
+    d = Denoiser(tiny_model)
+    x = speechlike(1.0) + noise(1.0)
+    broken = x.copy()
+    broken[[100, 5000]] = [np.nan, np.inf]
+    y = d.process(broken, 16000)
+    assert np.isfinite(y).all()
+    repaired = x.copy()
+    repaired[[100, 5000]] = 0
+    np.testing.assert_allclose(y, d.process(repaired, 16000), atol=1e-6)
+
+
+def test_input_in_the_wrong_layout_or_model_gives_a_clear_error(tiny_model, tmp_path):
+    d = Denoiser(tiny_model)
+    stereo = np.stack([noise(0.5), noise(0.5, seed=2)], axis=1)  # soundfile's [samples, channels]
+    with pytest.raises(StreamaeError, match=r"use x\.T"):
+        d.process(stereo, 16000)
+    with pytest.raises(StreamaeError, match="ends in .onnx"):
+        Denoiser(tmp_path / "model")
+    anomaly = Path(__file__).resolve().parent.parent / "models" / "anomaly-mimii-id00.onnx"
+    with pytest.raises(StreamaeError, match="not a streamae denoiser"):
+        Denoiser(anomaly)

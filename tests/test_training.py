@@ -154,3 +154,18 @@ def test_stft_loss_has_finite_gradients_where_the_estimate_is_nearly_silent():
     loss = multi_resolution_stft(estimate, target, target + torch.from_numpy(noise(1.0))[None])
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(estimate.grad).all()
+
+
+def test_bad_training_options_fail_before_any_training(tmp_path, capsys):
+    from streamae.cli import main
+
+    base = ["train", "denoiser", "--speech", str(tmp_path), "--noise", str(tmp_path), "--run-dir", str(tmp_path / "r")]
+    anomaly = ["anomaly", "train", "--normal", str(tmp_path), "-o", str(tmp_path / "m.onnx")]
+    for args, reason in ((base + ["--minutes", "0"], "no training budget"),
+                         (base + ["--export", str(tmp_path / "mine")], "ends in .onnx"),
+                         (base + ["--init", str(tmp_path / "missing.pt")], "no such file"),
+                         (anomaly + ["--minutes", "0", "--steps", "0"], "no training budget"),
+                         (anomaly + ["--percentile", "150"], "--percentile must be in (0, 100]")):
+        assert main(args) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("streamae: error:") and reason in err and "\n" not in err, args

@@ -45,7 +45,8 @@ def alert_level(scores: Sequence[float], policy: AlertPolicy = AlertPolicy()) ->
 
     That is the largest, over every run of n consecutive windows, of the run's k-th highest
     score, so `alert_level(scores) > threshold` exactly when `Hysteresis` alerts. A
-    recording shorter than n windows is one run; shorter than k, all its windows must be above.
+    recording shorter than n windows is one run; shorter than k (where `Hysteresis` can never
+    alert), all its windows must be above, so a short clip can still be judged.
     """
     x = np.asarray(scores, np.float64)
     if len(x) == 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ..errors import StreamaeError
 
@@ -127,15 +128,21 @@ def _score(args: argparse.Namespace) -> int:
     from .alerts import AlertPolicy
 
     model = _load(args)
+    failed = 0
     for path in audio_files(args.files):
-        result = model.score_file(path, args.hop, AlertPolicy(args.k, args.n))
+        try:
+            result = model.score_file(path, args.hop, AlertPolicy(args.k, args.n))
+        except StreamaeError as e:  # one bad file does not stop the others
+            print(f"streamae: error: {e}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
         if args.json:
             print(json.dumps(result.to_dict()), flush=True)
         else:
             verdict = "ANOMALOUS" if result.anomalous else "normal"
             print(f"{verdict:9s} score {result.score:8.4f} (threshold {result.threshold:.4f}; "
                   f"{result.windows_above}/{result.windows} windows above)  {path}", flush=True)
-    return 0
+    return 1 if failed else 0
 
 
 def _eval(args: argparse.Namespace) -> int:

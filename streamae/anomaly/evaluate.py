@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import audio_files
+from ..errors import StreamaeError
 from . import metrics
 from .alerts import AlertPolicy
 from .scorer import AnomalyModel, FileScore
@@ -17,10 +18,15 @@ def evaluate(model: AnomalyModel, normal: list[str | Path], anomalous: list[str 
     pAUC (FPR <= 0.1), TPR at 1 % FPR, and the confusion at the model's threshold."""
     scored = {label: [(p, model.file_window_scores(p, hop_seconds)) for p in audio_files(paths)]
               for label, paths in (("normal", normal), ("anomalous", anomalous))}
+    too_short = [str(p) for v in scored.values() for p, ws in v if not ws]
+    for label, v in scored.items():
+        if not any(ws for _, ws in v):
+            raise StreamaeError(f"no {label} recording is at least one {model.features.window_seconds:.2f} s window "
+                                f"long (too short: {', '.join(too_short)})")
     files = {k: np.array([FileScore.of(p, ws, model.threshold, policy).score for p, ws in v if ws])
              for k, v in scored.items()}
     windows = {k: np.array([w.score for _, ws in v for w in ws]) for k, v in scored.items()}
-    report = {"model": str(model.path), "threshold": model.threshold}
+    report = {"model": str(model.path), "threshold": model.threshold, "too_short": too_short}
     for level, s in (("files", files), ("windows", windows)):
         report[level] = {**metrics.summary(s["normal"], s["anomalous"]),
                          "at_threshold": metrics.confusion(s["normal"], s["anomalous"], model.threshold)}
@@ -29,6 +35,8 @@ def evaluate(model: AnomalyModel, normal: list[str | Path], anomalous: list[str 
 
 def format_report(report: dict) -> str:
     lines = [f"model {report['model']}, threshold {report['threshold']:.4f}"]
+    if report["too_short"]:
+        lines.append(f"skipped (shorter than one window): {', '.join(report['too_short'])}")
     for level in ("files", "windows"):
         r, c = report[level], report[level]["at_threshold"]
         lines.append(f"{level:7s} {r['normal']} normal / {r['anomalous']} anomalous: AUC {r['auc']:.3f}  "

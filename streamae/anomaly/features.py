@@ -18,6 +18,7 @@ import numpy as np
 import soxr
 
 from ..audio import RESAMPLE_QUALITY, open_input, read_blocks
+from ..errors import StreamaeError
 
 FLOOR_POWER = 1e-10  # -100 dB: digital silence stays finite
 FILE_BLOCK_SECONDS = 10.0
@@ -100,6 +101,9 @@ class FeatureStream:
     """
 
     def __init__(self, cfg: FeatureConfig, sample_rate: int, channels: int = 1):
+        if sample_rate < 2 * cfg.fmax:  # the top bands would be empty, and every window "anomalous"
+            raise StreamaeError(f"recorded at {sample_rate} Hz, but this model listens up to {cfg.fmax:.0f} Hz "
+                                f"and needs at least {2 * cfg.fmax:.0f} Hz")
         self.cfg = cfg
         self._resampler = None
         if sample_rate != cfg.sample_rate:
@@ -110,7 +114,8 @@ class FeatureStream:
 
     def push(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         """block: float32 [channels, n] or [n] -> [bands, new frames]."""
-        x = np.asarray(block, np.float32)
+        # NaN/inf -> 0: a bad sample would otherwise stay in the resampler and spoil every later score
+        x = np.nan_to_num(np.asarray(block, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         mono = x.mean(axis=0) if x.ndim == 2 else x
         if self._resampler is not None:
             mono = self._resampler.resample_chunk(np.ascontiguousarray(mono), last=last)

@@ -30,7 +30,9 @@ class WindowScore:
 @dataclass(frozen=True)
 class FileScore:
     """A recording's verdict. `score` is the alert level (see `alerts.alert_level`), so
-    `anomalous` (score > threshold) is exactly whether the monitor would raise an alert on it."""
+    `anomalous` (score > threshold) is exactly whether the monitor would raise an alert on it,
+    for recordings of at least k windows (3 s at the default 3 of 4); shorter ones are judged
+    on all their windows, where the monitor would stay silent."""
     file: str
     score: float
     threshold: float
@@ -39,14 +41,15 @@ class FileScore:
     max_window_score: float
     windows: int
     windows_above: int
-    seconds: float
+    seconds: float  # the recording's length (the last window may end before it)
 
     @classmethod
-    def of(cls, path: str | Path, windows: list[WindowScore], threshold: float, policy: AlertPolicy) -> "FileScore":
+    def of(cls, path: str | Path, windows: list[WindowScore], threshold: float, policy: AlertPolicy,
+           seconds: float | None = None) -> "FileScore":
         scores = np.array([w.score for w in windows])
         level = alert_level(scores, policy)
         return cls(str(path), level, threshold, level > threshold, float(scores.mean()), float(scores.max()),
-                   len(scores), int((scores > threshold).sum()), windows[-1].end_s)
+                   len(scores), int((scores > threshold).sum()), windows[-1].end_s if seconds is None else seconds)
 
     def to_dict(self) -> dict:
         return {"file": self.file, "score": round(self.score, 6), "threshold": round(self.threshold, 6),
@@ -94,7 +97,9 @@ class AnomalyModel:
         windows = self.file_window_scores(path, hop_seconds)
         if not windows:
             raise StreamaeError(f"shorter than the model's {self.features.window_seconds:.2f} s window", path)
-        return FileScore.of(path, windows, self.threshold, policy)
+        with open_input(path) as f:
+            seconds = f.frames / f.samplerate
+        return FileScore.of(path, windows, self.threshold, policy, seconds)
 
 
 class ScoreStream:

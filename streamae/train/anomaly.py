@@ -26,11 +26,12 @@ import torch
 from torch import nn
 
 from ..anomaly.calibrate import calibrate
-from ..anomaly.features import FeatureConfig, file_frames, window_at, window_starts
+from ..anomaly.features import FeatureConfig, file_frames, window_at
 from ..anomaly.scorer import AnomalyModel
 from ..audio import audio_files
 from ..errors import StreamaeError
 from .export import OPSET, _save
+from .options import check_budget
 
 STATS_WINDOWS = 2000  # random windows that set the per-band mean and spread
 SCORE_WINDOWS = 1000  # random training windows that set each score view's centre and spread
@@ -175,6 +176,9 @@ def main(args: argparse.Namespace) -> Path:
     out = Path(args.output)
     if out.suffix != ".onnx":
         raise StreamaeError("the model path must end in .onnx", out)
+    check_budget(args.minutes, args.steps)
+    if not 0 < args.percentile <= 100:
+        raise StreamaeError(f"--percentile must be in (0, 100], got {args.percentile}")
     if not out.parent.is_dir():
         raise StreamaeError("output folder does not exist", out.parent)
     run_dir = Path(args.run_dir or Path("runs") / f"anomaly-{out.stem}")

@@ -15,6 +15,7 @@ import onnx
 import torch
 from torch import nn
 
+from ..denoiser import step_graph_path
 from .model import DenoiserNet
 
 OPSET = 18
@@ -28,11 +29,6 @@ class _StepGraph(nn.Module):
     def forward(self, audio: torch.Tensor, *states: torch.Tensor):
         clean, new_states, _ = self.net.step(audio, list(states))
         return (clean, *new_states)
-
-
-def step_path_for(path: str | Path) -> Path:
-    path = Path(path)
-    return path.with_name(path.stem + ".step.onnx")
 
 
 def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple[Path, Path]:
@@ -62,7 +58,7 @@ def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple
             output_names=["clean", *[f"{n}_out" for n in state_names]],
             dynamic_shapes=({0: batch, 1: frames * hop}, tuple(state_dims)), verbose=False,
         )
-        step_path = step_path_for(path)
+        step_path = step_graph_path(path)
         _save(prog, step_path, meta)
 
         prog = torch.onnx.export(

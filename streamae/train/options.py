@@ -3,7 +3,14 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import StreamaeError
 from .config import DenoiserConfig
+
+
+def check_budget(minutes: float, steps: int) -> None:
+    """Training stops at whichever budget comes first; with neither it would never stop."""
+    if minutes <= 0 and steps <= 0:
+        raise StreamaeError("no training budget: give --minutes or --steps above 0")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -19,10 +19,17 @@ from .data import MixConfig, Mixer, load_corpus
 from .losses import multi_resolution_stft, si_sdr_db, snr_db
 from .config import DenoiserConfig
 from .model import DenoiserNet, count_parameters
-from .options import add_arguments
+from ..denoiser import step_graph_path
+from ..errors import StreamaeError
+from .options import add_arguments, check_budget
 
 
 def main(args: argparse.Namespace) -> Path | None:
+    check_budget(args.minutes, args.steps)
+    if args.export:
+        step_graph_path(args.export)  # checks the name now, not after hours of training
+    if args.init and not Path(args.init).is_file():
+        raise StreamaeError("--init: no such file", args.init)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     if args.threads:
@@ -46,7 +53,7 @@ def main(args: argparse.Namespace) -> Path | None:
     if init is not None:
         missing, unexpected = net.load_state_dict(init["model"], strict=False)
         if unexpected or any(not k.startswith("context") for k in missing):
-            raise SystemExit(f"{args.init} does not fit this model: missing {missing}, unexpected {unexpected}")
+            raise StreamaeError(f"does not fit this model: missing {missing}, unexpected {unexpected}", args.init)
         print(f"initialised from {args.init} (its step {init.get('step', '?')}); new optimizer and schedule", flush=True)
     from_init = set(init["model"]) if init is not None else set((ckpt or {}).get("from_init", []))
     opt = torch.optim.AdamW(_param_groups(net, from_init, args.init_lr_scale), lr=args.lr, weight_decay=1e-4)

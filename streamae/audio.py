@@ -52,6 +52,12 @@ def read_audio(path: str | Path) -> tuple[np.ndarray, int]:
         return np.concatenate(blocks, axis=1), f.samplerate
 
 
+def read_first_channel(path: str | Path, rate: int) -> np.ndarray:
+    """A whole file's first channel at `rate`, float32: the speech and noise corpora's unit."""
+    audio, file_rate = read_audio(path)
+    return resample(audio[0], file_rate, rate).astype(np.float32)
+
+
 def output_format(path: str | Path, like: sf.SoundFile | None = None) -> tuple[str, str]:
     """(format, subtype) implied by `path`'s extension, keeping `like`'s subtype if allowed."""
     ext = Path(path).suffix.lower().lstrip(".")

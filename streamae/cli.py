@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -87,10 +88,15 @@ def _info(args) -> int:
     return 0
 
 
-def _train_denoiser(args) -> int:
+def run_trainer(module: str, args: argparse.Namespace) -> int:
+    """Import a trainer (torch, onnx) only when one is asked for, with the install hint if missing."""
     try:
-        from .train.train_denoiser import main as train
+        train = importlib.import_module(module).main
     except ImportError as e:
         raise StreamaeError(f"training needs torch and onnx ({e}); install with: pip install -e '.[train]'") from None
     train(args)
     return 0
+
+
+def _train_denoiser(args: argparse.Namespace) -> int:
+    return run_trainer("streamae.train.train_denoiser", args)

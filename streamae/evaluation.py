@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import audio_files, read_audio, resample
+from .audio import audio_files, read_first_channel
 
 SNRS_DB = (-5.0, 0.0, 5.0, 10.0, 15.0)
 
@@ -71,5 +71,4 @@ def make_test_mix(speech_dir: str | Path, noise_dir: str | Path, seed: int = 202
 
 
 def _mono(path: Path, rate: int) -> np.ndarray:
-    audio, r = read_audio(path)
-    return resample(audio[0], r, rate).astype(np.float64)
+    return read_first_channel(path, rate).astype(np.float64)

@@ -18,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from conftest import REPO
-from streamae.anomaly.alerts import AlertPolicy, JsonLines, Webhook
+from streamae.anomaly.alerts import AlertPolicy, Webhook
 from streamae.anomaly.monitor import Monitor, watch_folder
 from streamae.anomaly.scorer import AnomalyModel
 from streamae.audio import resample

@@ -106,12 +106,9 @@ def _add_monitor(sub) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    try:
-        from ..train.anomaly import main as train
-    except ImportError as e:
-        raise StreamaeError(f"training needs torch and onnx ({e}); install with: pip install -e '.[train]'") from None
-    train(args)
-    return 0
+    from ..cli import run_trainer
+
+    return run_trainer("streamae.train.anomaly", args)
 
 
 def _load(args: argparse.Namespace):

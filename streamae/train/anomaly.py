@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -31,10 +30,12 @@ from ..anomaly.scorer import AnomalyModel
 from ..audio import audio_files
 from ..errors import StreamaeError
 from .export import OPSET, _save
+from .loop import learning_rate, progress, save_checkpoint
 from .options import check_budget
 
 STATS_WINDOWS = 2000  # random windows that set the per-band mean and spread
 SCORE_WINDOWS = 1000  # random training windows that set each score view's centre and spread
+WARMUP_STEPS = 100
 TOP_FRAMES_FRACTION = 0.05  # the frame view averages the worst 5 % of a window's frames (6 of 122, 0.1 s: a short rattle burst)
 
 
@@ -240,18 +241,17 @@ def _set_band_stats(net: SparseConvAE, windows: np.ndarray) -> None:
 
 def _train(net: SparseConvAE, opt, sampler: WindowSampler, args, step: int, elapsed: float, ckpt_path: Path,
            feats: FeatureConfig) -> tuple[int, float, dict]:
-    budget_s, total = args.minutes * 60, args.steps
     start = time.time() - elapsed
     last_ckpt = last_log = time.time()
     recent: list[tuple[float, float]] = []
     net.train()
     while True:
         elapsed = time.time() - start
-        progress = max(elapsed / budget_s if budget_s else 0.0, step / total if total else 0.0)
-        if progress >= 1.0:
+        spent = progress(elapsed, args.minutes, step, args.steps)
+        if spent >= 1.0:
             break
         for g in opt.param_groups:
-            g["lr"] = args.lr * min(1.0, (step + 1) / 100) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+            g["lr"] = learning_rate(args.lr, step, spent, WARMUP_STEPS)
         frame_error, code = net.forward_with_code(torch.from_numpy(sampler.batch(args.batch)))
         mse, l1 = frame_error.mean(), code.abs().mean()
         loss = mse + args.sparsity * l1
@@ -263,8 +263,8 @@ def _train(net: SparseConvAE, opt, sampler: WindowSampler, args, step: int, elap
         recent.append((mse.item(), l1.item()))
         if time.time() - last_log > args.log_seconds:
             m = np.mean(recent[-50:], axis=0)
-            eta = (1 - progress) / max(progress, 1e-9) * elapsed
-            print(f"{_bar(progress)} step {step} | {elapsed / 60:4.1f} min, ~{eta / 60:.1f} min left | "
+            eta = (1 - spent) / max(spent, 1e-9) * elapsed
+            print(f"{_bar(spent)} step {step} | {elapsed / 60:4.1f} min, ~{eta / 60:.1f} min left | "
                   f"reconstruction {m[0]:.4f} | code L1 {m[1]:.4f} | zeros {float((code == 0).float().mean()):.2f}",
                   flush=True)
             last_log = time.time()
@@ -283,10 +283,8 @@ def _bar(progress: float, width: int = 20) -> str:
 
 
 def _save_checkpoint(path: Path, net: SparseConvAE, opt, step: int, elapsed: float, feats: FeatureConfig) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed,
-                "net": asdict(net.config), "features": feats.to_dict()}, tmp)
-    os.replace(tmp, path)
+    save_checkpoint({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed,
+                     "net": asdict(net.config), "features": feats.to_dict()}, path)
 
 
 @torch.no_grad()

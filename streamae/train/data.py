@@ -15,16 +15,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import audio_files, read_audio, resample
+from ..audio import audio_files, read_first_channel
+from ..errors import StreamaeError
+
 
 def load_corpus(paths: list[str | Path], sample_rate: int, min_seconds: float = 0.0) -> list[np.ndarray]:
     """Every file as mono float32 at `sample_rate` (first channel of multichannel files)."""
     out = []
     for f in audio_files(paths):
-        audio, rate = read_audio(f)
-        x = resample(audio[0], rate, sample_rate)
+        x = read_first_channel(f, sample_rate)
         if len(x) >= min_seconds * sample_rate:
-            out.append(x.astype(np.float32))
+            out.append(x)
+    if not out:
+        raise StreamaeError(f"no file of at least {min_seconds:g} s under {', '.join(map(str, paths))}")
     return out
 
 
@@ -34,7 +37,7 @@ class Bank:
     def __init__(self, clips: list[np.ndarray], device: torch.device, gap: int = 0):
         joined = np.concatenate([np.pad(c, (0, gap)) for c in clips])
         self.audio = torch.from_numpy(joined).to(device)
-        self.seconds = len(joined)
+        self.samples = len(joined)
 
     def crop(self, batch: int, length: int, gen: torch.Generator) -> torch.Tensor:
         n = self.audio.shape[0]

@@ -135,11 +135,10 @@ class DenoiserNet(nn.Module):
         The last `window - hop` output samples would need input past the end; they come from
         the decoder state, i.e. as if the signal stopped there.
         """
-        clean, states, _ = self.step(audio, self.initial_states(audio.shape[0], audio.device))
-        out = torch.cat([clean, states[-1].squeeze(1)], dim=-1)
-        return out[..., self.overlap:]
+        return self.forward_with_code(audio)[0]
 
     def forward_with_code(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward`, plus the code [B, code, frames] that the sparsity penalty needs."""
         clean, states, code = self.step(audio, self.initial_states(audio.shape[0], audio.device))
         out = torch.cat([clean, states[-1].squeeze(1)], dim=-1)
         return out[..., self.overlap:], code

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +19,10 @@ from .config import DenoiserConfig
 from .model import DenoiserNet, count_parameters
 from ..denoiser import step_graph_path
 from ..errors import StreamaeError
+from .loop import learning_rate, progress, save_checkpoint
 from .options import add_arguments, check_budget
+
+WARMUP_STEPS = 300
 
 
 def main(args: argparse.Namespace) -> Path | None:
@@ -70,24 +71,23 @@ def main(args: argparse.Namespace) -> Path | None:
     mix = MixConfig(sample_rate=sr, seconds=args.seconds, snr_low=args.snr[0], snr_high=args.snr[1])
     mixer = Mixer(load_corpus(args.speech, sr, 0.5), load_corpus(args.noise, sr, 0.2),
                   load_corpus(args.rir, sr) if args.rir else [], device, mix, seed=args.seed + step)
-    print(f"data: {mixer.speech.seconds / sr / 3600:.2f} h speech, {mixer.noise.seconds / sr / 3600:.2f} h noise, "
+    print(f"data: {mixer.speech.samples / sr / 3600:.2f} h speech, {mixer.noise.samples / sr / 3600:.2f} h noise, "
           f"{len(mixer.rirs)} RIRs (loaded in {time.time() - t0:.0f} s)", flush=True)
     dev = _dev_batch(args, device, mix) if args.dev_speech and args.dev_noise else None
 
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
-    budget_s = args.minutes * 60
     start, last_ckpt, last_log = time.time() - elapsed, time.time(), time.time()
     logs: list[float] = []
     skipped = 0
     net.train()
     while True:
         elapsed = time.time() - start
-        progress = max(elapsed / budget_s if budget_s else 0.0, step / args.steps if args.steps else 0.0)
-        if progress >= 1.0:
+        spent = progress(elapsed, args.minutes, step, args.steps)
+        if spent >= 1.0:
             break
         for g in opt.param_groups:
-            g["lr"] = g.get("lr_scale", 1.0) * _learning_rate(args.lr, step, progress)
+            g["lr"] = g.get("lr_scale", 1.0) * learning_rate(args.lr, step, spent, WARMUP_STEPS)
         noisy, clean = mixer.batch(args.batch)
         if not bool(torch.isfinite(noisy).all() and torch.isfinite(clean).all()):
             skipped += 1  # checked before the forward pass, which would update BatchNorm statistics
@@ -157,11 +157,6 @@ def _param_groups(net: DenoiserNet, from_init: set[str], init_scale: float) -> l
     return [g for g in groups if g["params"]]
 
 
-def _learning_rate(peak: float, step: int, progress: float) -> float:
-    warmup = min(1.0, (step + 1) / 300)
-    return peak * warmup * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
 def _dev_batch(args, device, mix: MixConfig) -> tuple[torch.Tensor, torch.Tensor]:
     sr = mix.sample_rate
     dev_mix = MixConfig(**{**mix.__dict__, "snr_low": -5.0, "snr_high": 15.0, "p_clean": 0.0, "p_reverb": 0.0,
@@ -183,10 +178,8 @@ def _save_checkpoint(path: Path, net, opt, step: int, elapsed: float, from_init:
     state = net.state_dict()
     if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
         raise RuntimeError(f"model diverged (non-finite weights) at step {step}; keeping the previous {path}")
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": state, "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed,
-                "config": net.config.to_dict(), "from_init": sorted(from_init)}, tmp)
-    os.replace(tmp, path)
+    save_checkpoint({"model": state, "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed,
+                     "config": net.config.to_dict(), "from_init": sorted(from_init)}, path)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,14 @@ import importlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import StreamaeError
 from .train.options import add_arguments as add_training_arguments
+
+if TYPE_CHECKING:  # the runtime modules load only when a command needs them
+    from .denoiser import Denoiser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +73,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="keep the noise this many dB down instead of removing it (e.g. 20)")
 
 
-def load_denoiser(args):
+def load_denoiser(args: argparse.Namespace) -> Denoiser:
     """The Denoiser the shared model options (add_model_options) ask for."""
     from .denoiser import Denoiser
 

@@ -19,6 +19,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -126,7 +127,8 @@ def _walk(folder: Path, recursive: bool, pattern: str | None, out_dir: Path) -> 
     return sorted(found)
 
 
-def run_batch(jobs: list[Job], make_denoiser, workers: int, overwrite: bool = False, progress=None) -> list[Outcome]:
+def run_batch(jobs: list[Job], make_denoiser: Callable[[], Denoiser], workers: int, overwrite: bool = False,
+              progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Clean every job; `make_denoiser()` runs once per worker process. Never raises for one file."""
     todo, outcomes = [], []
     for job in jobs:

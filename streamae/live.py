@@ -12,7 +12,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -158,7 +158,7 @@ class Recorder:
 
 
 # -- sessions -------------------------------------------------------------------------------
-def run_devices(args: argparse.Namespace, load_denoiser) -> None:
+def run_devices(args: argparse.Namespace, load_denoiser: Callable[[], Denoiser]) -> None:
     """Microphone -> denoiser -> output device and/or --record file, until --duration or Ctrl-C."""
     sd = sounddevice()
     if args.rt_priority:
@@ -196,7 +196,7 @@ def run_devices(args: argparse.Namespace, load_denoiser) -> None:
     _run_until_done(worker, audio, recorder, limit, args.stats)
 
 
-def run_file(args: argparse.Namespace, denoiser) -> None:
+def run_file(args: argparse.Namespace, denoiser: Denoiser) -> None:
     """--input-file through the same worker: paced like a device (--realtime) or lossless, fast."""
     with open_input(args.input_file) as f:
         rate, channels, frames = f.samplerate, f.channels, f.frames

@@ -376,3 +376,15 @@ def test_nan_in_the_audio_scores_as_silence_there(model, tmp_path, capsys):
     assert main(["anomaly", "score", str(clean), str(broken), "--model", str(model), "--json"]) == 0
     a, b = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert a["score"] == b["score"] and np.isfinite(a["score"])
+
+
+def test_an_alert_still_open_at_the_end_names_its_source(model, data):
+    from streamae.anomaly.monitor import Monitor
+
+    monitor = Monitor(AnomalyModel(model), AlertPolicy(), sinks=[])
+    path = data / "test_anomalous" / "test_anomalous_0.wav"  # faulty from start to end
+    monitor.feed_file(path)
+    monitor.close()
+    assert [e["event"] for e in monitor.events] == ["anomaly_start", "anomaly_end"]
+    assert monitor.events[-1]["reason"] == "stream ended"
+    assert all(e["source"] == str(path) for e in monitor.events)

@@ -33,6 +33,7 @@ class Monitor:
         self.history: list[WindowScore] = []
         self.events: list[dict] = []
         self.offset_s = 0.0  # where the next segment starts on the monitor's time line
+        self._last_source = ""  # where the latest window came from: an alert closed at the end names it
 
     def feed(self, blocks: Iterable[np.ndarray], sample_rate: int, channels: int, source: str) -> None:
         """One segment (a file, or a live stream) of float32 [channels, n] blocks."""
@@ -54,12 +55,13 @@ class Monitor:
         last = self.history[-1] if self.history else None
         event = self.hysteresis.close(last)
         if event is not None:
-            self._emit(event, "")
+            self._emit(event, self._last_source)
 
     def _handle(self, scores: list[WindowScore], source: str, base_s: float) -> None:
         for w in scores:
             w = WindowScore(w.start_s + base_s, w.end_s + base_s, w.score)
             self.history.append(w)
+            self._last_source = source
             if self.score_log is not None:
                 self.score_log({"source": source, "start_s": round(w.start_s, 3), "offset_s": round(w.end_s, 3),
                                 "score": round(w.score, 6), "above": w.score > self.model.threshold})

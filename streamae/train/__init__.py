@@ -1,4 +1,5 @@
 """Training and ONNX export (needs the `train` extra: torch, onnx, onnxscript).
 
-Nothing under `streamae.train` is imported by the runtime.
+The runtime never imports torch from here: the CLI reads only the torch-free option and
+config modules (`options`, `config`), and loads a trainer only when one is asked for.
 """

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -36,106 +36,146 @@ def main(args: argparse.Namespace) -> Path | None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = run_dir / "checkpoint.pt"
-
-    config = DenoiserConfig(code=args.code, bottleneck=args.bottleneck, hidden=args.hidden,
-                            dilations=tuple(args.dilations), context_window=args.context_window)
-    resume = ckpt_path.exists() and not args.fresh
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
-    init = torch.load(args.init, map_location="cpu", weights_only=False) if args.init and not resume else None
-    if ckpt is not None:
-        config = DenoiserConfig.from_dict(ckpt["config"])
-    elif init is not None:  # the initial weights fix the shape; a look-back spectrum may be added
-        config = DenoiserConfig.from_dict(init["config"])
-        config = replace(config, context_window=args.context_window or config.context_window)
-    net = DenoiserNet(config).to(device)
-    if init is not None:
-        missing, unexpected = net.load_state_dict(init["model"], strict=False)
-        if unexpected or any(not k.startswith("context") for k in missing):
-            raise StreamaeError(f"does not fit this model: missing {missing}, unexpected {unexpected}", args.init)
-        print(f"initialised from {args.init} (its step {init.get('step', '?')}); new optimizer and schedule", flush=True)
-    from_init = set(init["model"]) if init is not None else set((ckpt or {}).get("from_init", []))
-    opt = torch.optim.AdamW(_param_groups(net, from_init, args.init_lr_scale), lr=args.lr, weight_decay=1e-4)
-    step, elapsed = 0, 0.0
-    if ckpt is not None:
-        net.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        step, elapsed = ckpt["step"], ckpt["elapsed"]
-        print(f"resumed {ckpt_path} at step {step}, {elapsed / 60:.1f} min", flush=True)
-    print(f"model: {count_parameters(net):,} parameters, latency {config.window - 1} samples; device {device}", flush=True)
-
+    run = Run.start(args, device)
+    config = run.net.config
     sr = config.sample_rate
     t0 = time.time()
     mix = MixConfig(sample_rate=sr, seconds=args.seconds, snr_low=args.snr[0], snr_high=args.snr[1])
     mixer = Mixer(load_corpus(args.speech, sr, 0.5), load_corpus(args.noise, sr, 0.2),
-                  load_corpus(args.rir, sr) if args.rir else [], device, mix, seed=args.seed + step)
+                  load_corpus(args.rir, sr) if args.rir else [], device, mix, seed=args.seed + run.step)
     print(f"data: {mixer.speech.samples / sr / 3600:.2f} h speech, {mixer.noise.samples / sr / 3600:.2f} h noise, "
           f"{len(mixer.rirs)} RIRs (loaded in {time.time() - t0:.0f} s)", flush=True)
     dev = _dev_batch(args, device, mix) if args.dev_speech and args.dev_noise else None
 
+    skipped = _train(run, mixer, dev, args)
+    summary = {"steps": run.step, "skipped_batches": skipped, "minutes": round(run.elapsed / 60, 1), "device": str(device),
+               "batch": args.batch, "crop_seconds": args.seconds, "snr_db": list(args.snr), "sparsity_weight": args.sparsity}
+    if dev is not None:
+        summary["dev_si_sdr_improvement_db"] = round(_dev_improvement(run.net, dev), 2)
+    print("done: " + json.dumps(summary), flush=True)
+    (run.dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if args.export:
+        probe = dev[0] if dev is not None else mixer.batch(16)[0]
+        return export(run.net, probe, args.export, summary)
+    return None
+
+
+@dataclass
+class Run:
+    """A training run's model, optimizer and position, from its checkpoint, --init, or fresh."""
+    dir: Path
+    net: DenoiserNet
+    opt: torch.optim.Optimizer
+    from_init: set[str]  # weights that came from --init (they learn at --init-lr-scale)
+    step: int = 0
+    elapsed: float = 0.0  # training seconds so far, across resumes
+
+    @classmethod
+    def start(cls, args: argparse.Namespace, device: torch.device) -> "Run":
+        run_dir = Path(args.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt_path = run_dir / "checkpoint.pt"
+        config = DenoiserConfig(code=args.code, bottleneck=args.bottleneck, hidden=args.hidden,
+                                dilations=tuple(args.dilations), context_window=args.context_window)
+        resume = ckpt_path.exists() and not args.fresh
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
+        init = torch.load(args.init, map_location="cpu", weights_only=False) if args.init and not resume else None
+        if ckpt is not None:
+            config = DenoiserConfig.from_dict(ckpt["config"])
+        elif init is not None:  # the initial weights fix the shape; a look-back spectrum may be added
+            config = DenoiserConfig.from_dict(init["config"])
+            config = replace(config, context_window=args.context_window or config.context_window)
+        net = DenoiserNet(config).to(device)
+        if init is not None:
+            missing, unexpected = net.load_state_dict(init["model"], strict=False)
+            if unexpected or any(not k.startswith("context") for k in missing):
+                raise StreamaeError(f"does not fit this model: missing {missing}, unexpected {unexpected}", args.init)
+            print(f"initialised from {args.init} (its step {init.get('step', '?')}); new optimizer and schedule",
+                  flush=True)
+        from_init = set(init["model"]) if init is not None else set((ckpt or {}).get("from_init", []))
+        opt = torch.optim.AdamW(_param_groups(net, from_init, args.init_lr_scale), lr=args.lr, weight_decay=1e-4)
+        run = cls(run_dir, net, opt, from_init)
+        if ckpt is not None:
+            net.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+            run.step, run.elapsed = ckpt["step"], ckpt["elapsed"]
+            print(f"resumed {ckpt_path} at step {run.step}, {run.elapsed / 60:.1f} min", flush=True)
+        print(f"model: {count_parameters(net):,} parameters, latency {config.window - 1} samples; device {device}",
+              flush=True)
+        return run
+
+    def save(self) -> None:
+        state = self.net.state_dict()
+        if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+            raise RuntimeError(f"model diverged (non-finite weights) at step {self.step}; keeping the previous checkpoint")
+        save_checkpoint({"model": state, "optimizer": self.opt.state_dict(), "step": self.step, "elapsed": self.elapsed,
+                         "config": self.net.config.to_dict(), "from_init": sorted(self.from_init)},
+                        self.dir / "checkpoint.pt")
+
+
+def _train(run: Run, mixer: Mixer, dev, args: argparse.Namespace) -> int:
+    """Train until the budget is spent, logging and checkpointing; -> batches skipped as non-finite."""
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
-    start, last_ckpt, last_log = time.time() - elapsed, time.time(), time.time()
+    net, opt = run.net, run.opt
+    start, last_ckpt, last_log = time.time() - run.elapsed, time.time(), time.time()
     logs: list[float] = []
     skipped = 0
     net.train()
     while True:
-        elapsed = time.time() - start
-        spent = progress(elapsed, args.minutes, step, args.steps)
+        run.elapsed = time.time() - start
+        spent = progress(run.elapsed, args.minutes, run.step, args.steps)
         if spent >= 1.0:
             break
         for g in opt.param_groups:
-            g["lr"] = g.get("lr_scale", 1.0) * learning_rate(args.lr, step, spent, WARMUP_STEPS)
+            g["lr"] = g.get("lr_scale", 1.0) * learning_rate(args.lr, run.step, spent, WARMUP_STEPS)
         noisy, clean = mixer.batch(args.batch)
         if not bool(torch.isfinite(noisy).all() and torch.isfinite(clean).all()):
             skipped += 1  # checked before the forward pass, which would update BatchNorm statistics
             continue
-        estimate, code = net.forward_with_code(noisy)
-        loss_snr = -snr_db(estimate, clean).mean()
-        loss_stft = multi_resolution_stft(estimate, clean, noisy)
-        rms = noisy.pow(2).mean(-1).sqrt()[:, None, None] + 1e-5
-        loss_code = (code.abs() / rms).mean()
-        loss = loss_snr + args.stft_weight * loss_stft + args.sparsity * loss_code
+        loss, parts = _loss(net, noisy, clean, args)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
             skipped += 1  # one bad batch must not poison the weights (or the checkpoint)
             if skipped <= 3:  # kept for diagnosis (the known cause, NaN from complex abs(), is fixed in losses.py)
-                torch.save({"noisy": noisy.cpu(), "clean": clean.cpu(), "step": step, "snr": loss_snr.item(),
-                            "stft": loss_stft.item(), "code": loss_code.item(), "grad_norm": grad_norm.item()},
-                           run_dir / f"nonfinite-{skipped}.pt")
+                torch.save({"noisy": noisy.cpu(), "clean": clean.cpu(), "step": run.step, **parts,
+                            "grad_norm": grad_norm.item()}, run.dir / f"nonfinite-{skipped}.pt")
             continue
         opt.step()
-        step += 1
-        logs.append(-loss_snr.item())
-        if step % args.log_every == 0:
+        run.step += 1
+        logs.append(-parts["snr"])
+        if run.step % args.log_every == 0:
             rate = args.log_every / (time.time() - last_log)
             last_log = time.time()
             recent = logs[-args.log_every:]
-            line = (f"step {step} | {elapsed / 60:5.1f}/{args.minutes:.0f} min | train SNR {sum(recent) / max(len(recent), 1):6.2f} dB"
-                    f" | stft {loss_stft.item():.3f} | code {loss_code.item():.3f} | lr {opt.param_groups[0]['lr']:.2e} | {rate:.1f} it/s")
+            line = (f"step {run.step} | {run.elapsed / 60:5.1f}/{args.minutes:.0f} min | train SNR "
+                    f"{sum(recent) / max(len(recent), 1):6.2f} dB | stft {parts['stft']:.3f} | code {parts['code']:.3f} | "
+                    f"lr {opt.param_groups[0]['lr']:.2e} | {rate:.1f} it/s")
             if skipped:
                 line += f" | {skipped} non-finite batches skipped"
-            if dev is not None and step % (args.log_every * 10) == 0:
+            if dev is not None and run.step % (args.log_every * 10) == 0:
                 line += f" | dev SI-SDR +{_dev_improvement(net, dev):.2f} dB"
             print(line, flush=True)
         if time.time() - last_ckpt > args.checkpoint_minutes * 60:
-            _save_checkpoint(ckpt_path, net, opt, step, time.time() - start, from_init)
+            run.elapsed = time.time() - start
+            run.save()
             last_ckpt = time.time()
-    _save_checkpoint(ckpt_path, net, opt, step, time.time() - start, from_init)
-    summary = {"steps": step, "skipped_batches": skipped, "minutes": round((time.time() - start) / 60, 1), "device": str(device),
-               "batch": args.batch, "crop_seconds": args.seconds, "snr_db": list(args.snr), "sparsity_weight": args.sparsity}
-    if dev is not None:
-        summary["dev_si_sdr_improvement_db"] = round(_dev_improvement(net, dev), 2)
-    print("done: " + json.dumps(summary), flush=True)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    if args.export:
-        probe = dev[0] if dev is not None else mixer.batch(16)[0]
-        return export(net, probe, args.export, summary)
-    return None
+    run.elapsed = time.time() - start
+    run.save()
+    return skipped
+
+
+def _loss(net: DenoiserNet, noisy: torch.Tensor, clean: torch.Tensor, args: argparse.Namespace) -> tuple[torch.Tensor, dict]:
+    """-SNR + stft_weight * multi-resolution STFT + sparsity * L1 of the code (relative to the input RMS)."""
+    estimate, code = net.forward_with_code(noisy)
+    loss_snr = -snr_db(estimate, clean).mean()
+    loss_stft = multi_resolution_stft(estimate, clean, noisy)
+    rms = noisy.pow(2).mean(-1).sqrt()[:, None, None] + 1e-5
+    loss_code = (code.abs() / rms).mean()
+    loss = loss_snr + args.stft_weight * loss_stft + args.sparsity * loss_code
+    return loss, {"snr": loss_snr.item(), "stft": loss_stft.item(), "code": loss_code.item()}
 
 
 def export(net: DenoiserNet, probe: torch.Tensor, path: str | Path, training: dict) -> Path:
@@ -172,14 +212,6 @@ def _dev_improvement(net: DenoiserNet, dev) -> float:
     est = net(noisy)
     net.train()
     return (si_sdr_db(est, clean) - si_sdr_db(noisy, clean)).mean().item()
-
-
-def _save_checkpoint(path: Path, net, opt, step: int, elapsed: float, from_init: set[str]) -> None:
-    state = net.state_dict()
-    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-        raise RuntimeError(f"model diverged (non-finite weights) at step {step}; keeping the previous {path}")
-    save_checkpoint({"model": state, "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed,
-                     "config": net.config.to_dict(), "from_init": sorted(from_init)}, path)
 
 
 if __name__ == "__main__":

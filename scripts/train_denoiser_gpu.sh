@@ -3,8 +3,9 @@
 # idle), from a pack made by scripts/make_train_pack.py. Checkpoints and logs go to OUT/<name>/.
 #   [RUNS="small lookback"] bash scripts/train_denoiser_gpu.sh PACK OUT MINUTES [EXTRA TRAINING ARGS...]
 # Variants: small (the default config, denoiser-v1), medium, large, lookback (small plus a 512-sample
-# look-back spectrum). EXTRA goes to every run, e.g. --init models/denoiser-v1.pt to continue from
-# the shipped weights (only small and lookback fit them; lookback grows the new branch from zero).
+# look-back spectrum), lowsnr (small on -5..15 dB only, where v1 trails most). EXTRA goes to every
+# run, e.g. --init models/denoiser-v1.pt to continue from the shipped weights (small, lookback and
+# lowsnr fit them; lookback grows its new branch from zero).
 set -u
 PACK=${1:-.pack}; OUT=${2:-runs/gpu}; MINUTES=${3:-8}
 extra=("${@:4}")
@@ -16,6 +17,7 @@ declare -A variant=(
   [medium]="--bottleneck 96 --hidden 192"
   [large]="--bottleneck 128 --hidden 256"
   [lookback]="--context-window 512"
+  [lowsnr]="--snr -5 15"
 )
 pids=()
 for name in ${RUNS:-small large medium}; do

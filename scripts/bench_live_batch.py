@@ -11,7 +11,7 @@ live: a private PulseAudio (scripts/pulse_loopback.py) with a virtual microphone
     probe process plays short bursts into "mic" and records either "speaker.monitor" (through
     streamae) or "mic.monitor" (calibration: the probe's own round trip). The difference of
     the two round trips is streamae's end-to-end latency, microphone signal to speaker signal.
-    streamae runs with --atten-lim-db 0 (output = the input, mixed at the model's rate and
+    streamae runs with --atten-lim-db 0 (output = the input, mixed back at the device rate and
     delayed exactly like the cleaned signal; the model still runs) so bursts stay detectable
     whatever the model does to them. xruns are streamae's own count over the whole run.
 """

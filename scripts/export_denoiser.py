@@ -1,6 +1,6 @@
 """Export a training checkpoint to the two ONNX graphs (whole signal + streaming step).
 
-    python scripts/export_denoiser.py runs/gpu1/medium/checkpoint.pt models/denoiser-v1.onnx \
+    python scripts/export_denoiser.py runs/gpu1/small/checkpoint.pt runs/gpu1/small/small.onnx \
         --dev-speech ../shared/data/speech/dev --dev-noise ../shared/data/noise/dev
 
 The dev audio is only used to measure the code's sparsity for the model card.

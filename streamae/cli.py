@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     for register in _task_parsers():
         register(sub)
 
-    p = sub.add_parser("info", help="show a model's card: rate, latency, size, training, scores")
+    p = sub.add_parser("info", help="show a model's metadata and, where it sits beside the model, its card (MODEL.json)")
     p.add_argument("model", nargs="?", default=None, help="model .onnx (default: the shipped denoiser)")
     p.set_defaults(run=_info)
 
@@ -87,7 +87,10 @@ def _info(args) -> int:
     from .denoiser import DEFAULT_MODEL
 
     path = Path(args.model) if args.model else runtime.models_dir() / DEFAULT_MODEL
-    info = runtime.metadata(runtime.session(path))  # every exported graph carries the whole card
+    info = runtime.metadata(runtime.session(path))  # what the graph carries: kind, config, training, threshold
+    card = path.with_suffix(".json")  # the full card (scores, data, licence) where it is shipped beside it
+    if card.is_file():
+        info |= json.loads(card.read_text())
     print(json.dumps({"model": str(path), **info}, indent=2))
     return 0
 

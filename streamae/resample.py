@@ -6,7 +6,9 @@ ratios such as 44.1 <-> 16 kHz, so a stream built on it cannot promise a fixed l
 filter driven by integer sample counts: how many samples come out depends only on how many
 went in (`available`), so the delay is known exactly, for every chunking, from the first
 sample on. Its filter is linear-phase and centred, so output sample k lines up in time with
-input time k * in_rate / out_rate. Whole files are still resampled by soxr (`audio.resample`).
+input time k * in_rate / out_rate. The denoiser resamples files and streams with this;
+soxr remains for loading corpora (`audio.resample`) and in the anomaly front end, where no
+fixed latency is promised.
 """
 from __future__ import annotations
 

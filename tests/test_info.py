@@ -21,6 +21,14 @@ def test_info_reads_anomaly_models_too(capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["kind"] == "anomaly" and info["threshold"] > 0
     assert "alert level" in info["score"]  # how a file is judged, as `streamae anomaly score` does it
+    assert "CC BY-SA" in json.dumps(info)  # the card beside it (data and licence) is shown too
+
+
+def test_info_shows_the_shipped_denoisers_scores(capsys):
+    assert main(["info"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["kind"] == "denoiser" and info["latency_samples"] == 159
+    assert info["dev"]["streamae"]["si_sdr"] > info["dev"]["noisy"]["si_sdr"]
 
 
 def test_info_on_a_missing_model_is_one_line(tmp_path, capsys):

@@ -146,7 +146,9 @@ def evaluate(system, mixes: list[Mixture]) -> dict:
     return {"mean": _mean([r for _, r in rows]),
             "by_snr": {str(int(s)): _mean([r for snr, r in rows if snr == s])
                        for s in sorted({s for s, _ in rows if not np.isnan(s)})},
-            "cpu_s_per_audio_s": cpu / audio, "lag_ms": 1000 * float(np.median(lags)) / RATE}
+            "cpu_s_per_audio_s": cpu / audio, "lag_ms": 1000 * float(np.median(lags)) / RATE,
+            "files": [{"name": m.name, "snr_db": None if np.isnan(snr) else snr, **r}  # to see where a system fails
+                      for m, (snr, r) in zip(mixes, rows)]}
 
 
 def measure_lag(y: np.ndarray, clean: np.ndarray) -> int:

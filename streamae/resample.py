@@ -45,9 +45,10 @@ class StreamResampler:
 
     def available(self, samples_in):
         """Outputs that `samples_in` input samples determine (int or integer array)."""
+        if isinstance(samples_in, (int, np.integer)):  # plain ints: this runs on every live chunk
+            return max(0, -(-(int(samples_in) - self.lookahead) * self.up // self.down))
         n = np.asarray(samples_in, np.int64) - self.lookahead
-        count = np.maximum(0, -(-n * self.up // self.down))
-        return int(count) if count.ndim == 0 else count
+        return np.maximum(0, -(-n * self.up // self.down))
 
     def push(self, x: np.ndarray) -> np.ndarray:
         self._buffer = np.concatenate([self._buffer, x], axis=-1)
@@ -79,11 +80,11 @@ class StreamResampler:
         out = np.empty((self.channels, stop - start), np.float32)
         for first in range(start, start + self.up):
             count = (stop - 1 - first) // self.up + 1
-            base, phase = self._base(first)
-            row = int(base[0]) - self.half + 1 - self._first
+            base, phase = divmod(first * self.down, self.up)  # exact phases here: plain int arithmetic
+            row = base - self.half + 1 - self._first
             rows = slice(row, row + (count - 1) * self.down + 1, self.down)
             for c in range(self.channels):  # 2-D strided views go to BLAS without a copy
-                out[c, first - start::self.up] = windows[c, rows] @ self.bank[phase[0]]
+                out[c, first - start::self.up] = windows[c, rows] @ self.bank[phase]
         return out
 
     def _gathered(self, windows: np.ndarray, start: int, stop: int) -> np.ndarray:

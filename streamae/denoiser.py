@@ -17,8 +17,6 @@ from .resample import StreamResampler
 
 DEFAULT_MODEL = "denoiser-v1.onnx"
 MAX_BLOCK_FRAMES = 2000  # frames per onnxruntime call when a lot of audio is waiting
-
-
 MAX_CHANNELS = 64  # more is almost surely [samples, channels] (soundfile's layout) passed untransposed
 
 

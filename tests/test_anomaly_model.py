@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from conftest import REPO
 from streamae.anomaly.alerts import AlertPolicy, Webhook
@@ -133,6 +134,10 @@ def test_training_resumes_from_its_checkpoint(model, data, capsys):
     args = ["anomaly", "train", "--normal", str(data / "train"), "--val-normal", str(data / "val"), "-o", str(path),
             "--run-dir", str(run), "--batch", "8", "--hidden", "16", "--code", "4", "--threads", "2"]
     assert main(args + ["--steps", "20"]) == 0
+    saved = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    assert main(args + ["--steps", "20"]) == 0  # resumed with nothing left to do: the weights must come back
+    resumed = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(saved[k], resumed[k]) for k in saved)
     assert main(args + ["--steps", "30"]) == 0
     out = capsys.readouterr().out
     assert "resumed" in out and "at step 20" in out

@@ -1,6 +1,7 @@
 """`streamae live` without hardware: files through the live worker, device errors, options."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -56,7 +57,10 @@ def test_realtime_file_is_paced_like_a_device(tiny_model, tmp_path):
         got = y[k * n:(k + 1) * n]
         assert np.allclose(got, processed[k * n:(k + 1) * n], atol=1e-6) or \
             np.array_equal(got, dry[k * n:(k + 1) * n]), k
-    assert "live: done: rtf" in r.stderr and "passthrough" in r.stderr
+    # the dry mix hides what the model did (the test above checks that), so check it ran at all
+    done = re.search(r"live: done: rtf [\d.]+, blocks (\d+)/(\d+)", r.stderr)
+    processed, blocks = map(int, done.groups()[:2])
+    assert blocks == len(x) // n and processed >= 0.8 * blocks, done.group(0)
 
 
 def test_input_file_needs_record_and_record_is_not_overwritten(tiny_model, tmp_path):

@@ -16,7 +16,9 @@ def test_card_describes_the_model(shipped_model):
     d = Denoiser(shipped_model)
     assert card["sample_rate"] == d.sample_rate
     assert card["latency_samples"] == d.latency_samples
-    assert card["parameters"] > 0 and 0 < card["sparsity"]["zero_fraction"] < 1
+    assert card["parameters"] == d.info["parameters"] > 0  # the card is the exported model's, not another's
+    assert card["sparsity"] == d.info["sparsity"] and 0 < card["sparsity"]["zero_fraction"] < 1
+    assert card["architecture"] == {k: v for k, v in d.info["config"].items() if k in card["architecture"]}
     for key in ("pesq_wb", "stoi", "si_sdr"):
         assert key in card["dev"]["streamae"] and key in card["dev"]["noisy"]
 

@@ -155,3 +155,16 @@ def test_input_in_the_wrong_layout_or_model_gives_a_clear_error(tiny_model, tmp_
     anomaly = Path(__file__).resolve().parent.parent / "models" / "anomaly-mimii-id00.onnx"
     with pytest.raises(StreamaeError, match="not a streamae denoiser"):
         Denoiser(anomaly)
+
+
+@pytest.mark.parametrize("rate", [44100, 48000, 22050])
+def test_resampled_latency_is_as_promised_and_no_more(shipped_model, rate):
+    """15 ms at these rates (README), and tight: fed one sample at a time, some output sample
+    is ready only just in time, so not one sample of the latency is slack."""
+    s = Denoiser(shipped_model).stream(rate)
+    assert s.latency_ms <= 15.1
+    spare = []
+    for v in noise(0.15, rate):
+        s.process(v[None])
+        spare.append(s._fifo.shape[-1])  # output ready beyond what has been returned
+    assert min(spare) == 0

@@ -16,6 +16,25 @@ def test_exported_model_loads_and_reports_itself(tiny_model):
     assert y.shape == (16000,) and np.isfinite(y).all() and np.abs(y).max() > 0
 
 
+def test_exported_graphs_equal_the_torch_model(tiny_model):
+    """The runtime (step graph, streamed by numpy) against the PyTorch model it was exported from."""
+    import torch
+
+    from streamae.train.config import DenoiserConfig
+    from streamae.train.model import DenoiserNet
+
+    saved = torch.load(tiny_model.with_suffix(".pt"), weights_only=False)
+    net = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
+    net.load_state_dict(saved["model"])
+    x = speechlike(1.0, seed=3) + noise(1.0, seed=4)
+    with torch.no_grad():
+        expected = net(torch.from_numpy(x)[None])[0].numpy()
+    y = Denoiser(tiny_model).process(x, 16000)
+    edge = 2 * net.config.hop  # the last frames: torch stops at the end, the stream pads silence
+    np.testing.assert_allclose(y[:-edge], expected[:-edge], atol=1e-5)
+    assert np.abs(y - x).max() > 0.01  # the mask network really changes the signal
+
+
 def test_step_graph_has_explicit_states(tiny_model):
     step = ort.InferenceSession(str(tiny_model.with_name("tiny.step.onnx")), providers=["CPUExecutionProvider"])
     inputs = [i.name for i in step.get_inputs()]
@@ -33,6 +52,26 @@ def test_training_resumes_from_its_checkpoint(tiny_model, capsys):
     out = capsys.readouterr().out
     assert "resumed" in out and "at step 4" in out
     assert '"steps": 6' in out
+
+
+def test_resuming_and_init_restore_the_weights(tiny_model, tmp_path):
+    import shutil
+
+    import torch
+
+    from streamae.train.config import DenoiserConfig
+    from streamae.train.model import DenoiserNet
+
+    root, run = tiny_model.parent, tmp_path / "run"
+    shutil.copytree(root / "run", run)
+    saved = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert train_tiny(root, run, "--steps", str(saved["step"])) == 0  # resumed with nothing left to do
+    resumed = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(saved["model"][k], resumed[k]) for k in saved["model"])
+    assert train_tiny(root, tmp_path / "ft", "--init", str(run / "checkpoint.pt"), "--steps", "1", "--lr", "0") == 0
+    started = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)["model"]
+    names = [n for n, _ in DenoiserNet(DenoiserConfig.from_dict(saved["config"])).named_parameters()]
+    assert all(torch.equal(saved["model"][n], started[n]) for n in names)  # learning rate 0: only the load
 
 
 def test_a_non_finite_batch_is_skipped_not_learned(tiny_model, tmp_path, monkeypatch, capsys):

@@ -80,7 +80,7 @@ class Denoiser:
 
     def process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
         """Clean a whole signal, float32 [samples] or [channels, samples]; same shape out, time-aligned."""
-        x = _as_float32(audio)
+        x = np.asarray(audio)  # dtype and values are checked once, by the stream
         if x.ndim not in (1, 2) or x.shape[-1] == 0:
             raise StreamaeError(f"expected audio of shape [samples] or [channels, samples], got {x.shape}")
         if x.ndim == 2 and x.shape[0] > MAX_CHANNELS:

@@ -12,6 +12,7 @@ fixed latency is promised.
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from math import ceil, gcd, pi
 
 import numpy as np
@@ -93,10 +94,11 @@ class StreamResampler:
         return np.einsum("ckt,kt->ck", rows, self.bank[phase]).astype(np.float32)
 
 
+@lru_cache(maxsize=16)
 def _filter_bank(in_rate: int, out_rate: int, phases: int) -> tuple[int, np.ndarray]:
     """Kaiser-windowed sinc low-pass at the middle of the transition band, sampled at each of
     `phases` fractional offsets: (half length in input samples, bank [phases, 2 * half]), each
-    row summing to 1 so a constant passes unchanged."""
+    row summing to 1 so a constant passes unchanged. Cached: every stream and reset reuses it."""
     nyquist = min(in_rate, out_rate) / 2
     cutoff = (1 + PASSBAND) / 2 * nyquist / in_rate  # cycles per input sample
     width = (1 - PASSBAND) * nyquist / in_rate
@@ -106,4 +108,6 @@ def _filter_bank(in_rate: int, out_rate: int, phases: int) -> tuple[int, np.ndar
     t = frac + half - 1 - np.arange(2 * half)[None, :]  # output time minus each tap's time
     window = np.i0(beta * np.sqrt(np.clip(1 - (t / half) ** 2, 0, None))) / np.i0(beta)
     bank = 2 * cutoff * np.sinc(2 * cutoff * t) * window
-    return half, (bank / bank.sum(axis=1, keepdims=True)).astype(np.float32)
+    bank = (bank / bank.sum(axis=1, keepdims=True)).astype(np.float32)
+    bank.setflags(write=False)  # shared by every resampler with these rates
+    return half, bank

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from .. import runtime
 from ..audio import open_input, read_blocks
@@ -88,18 +89,20 @@ class AnomalyModel:
 
     def file_window_scores(self, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS) -> list[WindowScore]:
         with open_input(path) as f:
-            stream = self.stream(f.samplerate, f.channels, hop_seconds)
-            scores = [s for b in read_blocks(f, int(FILE_BLOCK_SECONDS * f.samplerate)) for s in stream.push(b)]
-            return scores + stream.finish()
+            return self._scores_of(f, hop_seconds)
 
     def score_file(self, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS,
                    policy: AlertPolicy = AlertPolicy()) -> FileScore:
-        windows = self.file_window_scores(path, hop_seconds)
+        with open_input(path) as f:
+            windows, seconds = self._scores_of(f, hop_seconds), f.frames / f.samplerate
         if not windows:
             raise StreamaeError(f"shorter than the model's {self.features.window_seconds:.2f} s window", path)
-        with open_input(path) as f:
-            seconds = f.frames / f.samplerate
         return FileScore.of(path, windows, self.threshold, policy, seconds)
+
+    def _scores_of(self, f: sf.SoundFile, hop_seconds: float) -> list[WindowScore]:
+        stream = self.stream(f.samplerate, f.channels, hop_seconds)
+        scores = [s for b in read_blocks(f, int(FILE_BLOCK_SECONDS * f.samplerate)) for s in stream.push(b)]
+        return scores + stream.finish()
 
 
 class ScoreStream:

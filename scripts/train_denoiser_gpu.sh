@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Train several denoiser variants side by side on one GPU (each process alone leaves it mostly
 # idle), from a pack made by scripts/make_train_pack.py. Checkpoints and logs go to OUT/<name>/.
-#   [RUNS="small lookback"] bash scripts/train_denoiser_gpu.sh PACK OUT MINUTES [EXTRA TRAINING ARGS...]
-# Variants: small (the default config, denoiser-v1), medium, large, lookback (small plus a 512-sample
-# look-back spectrum), lowsnr (small on -5..15 dB only, where v1 trails most). EXTRA goes to every
-# run, e.g. --init models/denoiser-v1.pt to continue from the shipped weights (small, lookback and
-# lowsnr fit them; lookback grows its new branch from zero).
+#   [RUNS="small spectral"] bash scripts/train_denoiser_gpu.sh PACK OUT MINUTES [EXTRA TRAINING ARGS...]
+# Variants: small (the learned filterbank, denoiser-v1's config), medium, large, lowsnr (small on
+# -5..15 dB only), spectral (a 512-sample asymmetric STFT front end, same mask network) and
+# spectral-large. EXTRA goes to every run, e.g. --init models/denoiser-v1.pt to continue from the
+# shipped weights (only small and lowsnr fit v1; the spectral runs start from their own checkpoints).
 set -u
 PACK=${1:-.pack}; OUT=${2:-runs/gpu}; MINUTES=${3:-8}
 extra=("${@:4}")
@@ -16,8 +16,9 @@ declare -A variant=(
   [small]=""
   [medium]="--bottleneck 96 --hidden 192"
   [large]="--bottleneck 128 --hidden 256"
-  [lookback]="--context-window 512"
   [lowsnr]="--snr -5 15"
+  [spectral]="--analysis-window 512"
+  [spectral-large]="--analysis-window 512 --bottleneck 128 --hidden 256"
 )
 pids=()
 for name in ${RUNS:-small large medium}; do

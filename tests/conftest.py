@@ -50,35 +50,49 @@ def tiny_model(tmp_path_factory) -> Path:
         sf.write(root / "noise" / f"n{i}.flac", noise(3.0, seed=10 + i), 16000)
     path = root / "tiny.onnx"
     code = train_tiny(root, root / "run", "--steps", "4", "--code", "32", "--bottleneck", "16", "--hidden", "16",
-                      "--dilations", "1", "2", "4", "--context-window", "240", "--log-every", "2",
-                      "--export", str(path))
+                      "--dilations", "1", "2", "4", "--log-every", "2", "--export", str(path))
     assert code == 0 and path.exists()
-    _wake_zero_initialised_layers(root / "run" / "checkpoint.pt", path)
-    return path
-
-
-def _wake_zero_initialised_layers(checkpoint: Path, path: Path) -> None:
-    """The blocks' output projections, the mask layer and the look-back branch start at zero by
-    design and are still ~1e-5 after 4 steps, so the mask network's states would hardly touch
-    the output and no test could see a bug in them. Seeded random weights there, re-exported
-    over `path`; the weights go to `path`.pt for comparisons with torch."""
     import torch
 
     from streamae import Denoiser
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
-    from streamae.train.train_denoiser import export
 
-    training = Denoiser(path).info["training"]
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = torch.load(root / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
     net = DenoiserNet(DenoiserConfig.from_dict(ckpt["config"]))
     net.load_state_dict(ckpt["model"])
+    _wake_and_export(net, path, Denoiser(path).info["training"])
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_spectral_model(tmp_path_factory) -> Path:
+    """An untrained tiny model with the spectral front end (a 240-sample asymmetric STFT),
+    seeded and exported; its weights go to `path`.pt."""
+    from streamae.train.config import DenoiserConfig
+    from streamae.train.model import DenoiserNet
+
+    path = tmp_path_factory.mktemp("tiny-spectral") / "tiny.onnx"
+    net = DenoiserNet(DenoiserConfig(analysis_window=240, bottleneck=16, hidden=16, dilations=(1, 2, 4)))
+    _wake_and_export(net, path, {"steps": 0})
+    return path
+
+
+def _wake_and_export(net, path: Path, training: dict) -> None:
+    """The blocks' output projections and the mask layer start at zero by design and are still
+    ~1e-5 after a few steps, so the mask network's states would hardly touch the output and no
+    test could see a bug in them. Seeded random weights there, exported to `path`; the weights
+    go to `path`.pt for comparisons with torch."""
+    import torch
+
+    from streamae.train.train_denoiser import export
+
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for p in net.parameters():
             if p.abs().max() < 1e-3:
                 p.add_(0.1 * torch.randn(p.shape, generator=gen))
-    torch.save({"config": ckpt["config"], "model": net.state_dict(), "step": ckpt["step"]}, path.with_suffix(".pt"))
+    torch.save({"config": net.config.to_dict(), "model": net.state_dict()}, path.with_suffix(".pt"))
     probe = torch.from_numpy(np.stack([speechlike(1.0, seed=s) + noise(1.0, seed=s) for s in range(2)]))
     export(net, probe, path, training)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import onnxruntime as ort
 
 from streamae import Denoiser
@@ -16,13 +17,15 @@ def test_exported_model_loads_and_reports_itself(tiny_model):
     assert y.shape == (16000,) and np.isfinite(y).all() and np.abs(y).max() > 0
 
 
-def test_exported_graphs_equal_the_torch_model(tiny_model):
+@pytest.mark.parametrize("front_end", ["learned", "spectral"])
+def test_exported_graphs_equal_the_torch_model(front_end, request):
     """The runtime (step graph, streamed by numpy) against the PyTorch model it was exported from."""
     import torch
 
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
 
+    tiny_model = request.getfixturevalue({"learned": "tiny_model", "spectral": "tiny_spectral_model"}[front_end])
     saved = torch.load(tiny_model.with_suffix(".pt"), weights_only=False)
     net = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
     net.load_state_dict(saved["model"])
@@ -35,14 +38,17 @@ def test_exported_graphs_equal_the_torch_model(tiny_model):
     assert np.abs(y - x).max() > 0.01  # the mask network really changes the signal
 
 
-def test_step_graph_has_explicit_states(tiny_model):
+@pytest.mark.parametrize("front_end, history", [("learned", 160 - 80), ("spectral", 240 - 80)])
+def test_step_graph_has_explicit_states(front_end, history, request):
+    """The analysis window, not the 160-sample synthesis frame, sets the input history."""
+    tiny_model = request.getfixturevalue({"learned": "tiny_model", "spectral": "tiny_spectral_model"}[front_end])
     step = ort.InferenceSession(str(tiny_model.with_name("tiny.step.onnx")), providers=["CPUExecutionProvider"])
     inputs = [i.name for i in step.get_inputs()]
     outputs = [o.name for o in step.get_outputs()]
     assert inputs[0] == "audio" and len(inputs) == 1 + 3 + 2  # encoder, 3 blocks, decoder
-    history = step.get_inputs()[1].shape[-1]
-    assert history == 240 - 80  # the look-back window, not the 160-sample frame, sets the input history
+    assert step.get_inputs()[1].shape[-1] == history
     assert outputs == ["clean"] + [f"{n}_out" for n in inputs[1:]]
+    assert Denoiser(tiny_model).latency_samples == 159  # the synthesis window alone sets the latency
 
 
 def test_training_resumes_from_its_checkpoint(tiny_model, capsys):
@@ -110,47 +116,53 @@ def test_training_can_start_from_other_weights(tiny_model, tmp_path, capsys):
     assert tuned["config"] == source["config"] and tuned["step"] == 1  # its config, a new schedule
 
 
-def test_a_look_back_spectrum_joins_trained_weights_without_changing_them(tiny_model):
-    """Fine-tuning with --context-window starts from exactly the model it was given."""
+def test_the_asymmetric_stft_reconstructs_the_input_exactly():
+    """Mask one everywhere: the spectral front end passes audio through, one synthesis window late."""
     import torch
 
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
 
-    ckpt = torch.load(tiny_model.parent / "run" / "checkpoint.pt", weights_only=False)
-    plain_config = DenoiserConfig.from_dict({**ckpt["config"], "context_window": 0})
-    plain = DenoiserNet(plain_config)
-    plain.load_state_dict({k: v for k, v in ckpt["model"].items() if not k.startswith("context")})
-    grown = DenoiserNet(DenoiserConfig.from_dict({**ckpt["config"], "context_window": 400}))
-    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
-    assert not unexpected and missing and all(k.startswith("context") for k in missing)
-    x = torch.from_numpy(speechlike(1.0) + noise(1.0))[None]
+    net = DenoiserNet(DenoiserConfig(analysis_window=512, bottleneck=8, hidden=8, dilations=(1,))).eval()
     with torch.no_grad():
-        torch.testing.assert_close(grown.eval()(x), plain.eval()(x), atol=1e-6, rtol=0)
+        net.mask.bias.fill_(60.0)  # sigmoid(60) == 1 in float32
+        x = torch.from_numpy(speechlike(1.0) + noise(1.0))[None]
+        clean, _, code = net.step(x, net.initial_states(1))
+    delay = net.config.window - net.config.hop
+    torch.testing.assert_close(clean[0, 512 + delay:], x[0, 512:-delay], atol=2e-6, rtol=0)
+    rms = x.pow(2).mean().sqrt()
+    assert 0.5 < float(code.pow(2).mean().sqrt() / rms) < 2  # per bin, the code keeps the input's scale
 
 
-def test_fine_tuning_grows_a_look_back_spectrum_and_resumes(tiny_model, tmp_path, capsys):
-    """--init plain weights + --context-window: loaded weights learn --init-lr-scale times slower,
-    the new branch at full rate, and a resumed run keeps both groups."""
+def test_the_spectral_front_end_resolves_what_the_learned_one_cannot():
+    """Two tones 75 Hz apart (a low voice's harmonic spacing): two peaks in the 512-sample
+    asymmetric analysis, one lump in the 160-sample window. This is what the longer window is for."""
     import torch
 
-    from streamae.train.config import DenoiserConfig
-    from streamae.train.model import DenoiserNet
+    from streamae.train.model import asymmetric_stft
 
-    plain = DenoiserNet(DenoiserConfig(code=32, bottleneck=16, hidden=16, dilations=(1, 2)))
-    torch.save({"model": plain.state_dict(), "config": plain.config.to_dict()}, tmp_path / "plain.pt")
-    root, run = tiny_model.parent, tmp_path / "ft"
-    assert train_tiny(root, run, "--init", str(tmp_path / "plain.pt"), "--context-window", "240",
-                      "--init-lr-scale", "0.1", "--steps", "2") == 0
-    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
-    assert ckpt["config"]["context_window"] == 240
-    assert [g["lr_scale"] for g in ckpt["optimizer"]["param_groups"]] == [0.1, 1.0]
-    new = [k for k in ckpt["model"] if k.startswith("context") and k not in ckpt["from_init"]]
-    assert new and set(ckpt["from_init"]) <= set(plain.state_dict())
+    t = torch.arange(8000, dtype=torch.float64) / 16000
+    x = (torch.sin(2 * torch.pi * 1000 * t) + torch.sin(2 * torch.pi * 1075 * t)).float()[None, None]
+    for window, separated in ((512, True), (160, False)):
+        basis, _ = asymmetric_stft(window, 160) if window > 160 else asymmetric_stft(160, 160)
+        re, im = torch.nn.functional.conv1d(x, basis, stride=80)[0].chunk(2)
+        power = (re * re + im * im).mean(-1)
+        peaks = [k for k in range(1, len(power) - 1) if power[k] > power[k - 1] and power[k] > power[k + 1]
+                 and power[k] > 0.1 * power.max()]
+        assert (len(peaks) == 2) == separated, (window, peaks)
+
+
+def test_training_with_the_spectral_front_end_resumes(tiny_model, tmp_path, capsys):
+    import torch
+
+    root, run = tiny_model.parent, tmp_path / "spectral"
+    small = ("--bottleneck", "8", "--hidden", "8", "--dilations", "1")
+    assert train_tiny(root, run, "--analysis-window", "320", *small, "--steps", "2") == 0
     assert train_tiny(root, run, "--steps", "3") == 0
     assert "resumed" in capsys.readouterr().out
-    resumed = torch.load(run / "checkpoint.pt", weights_only=False)
-    assert resumed["step"] == 3 and [g["lr_scale"] for g in resumed["optimizer"]["param_groups"]] == [0.1, 1.0]
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert ckpt["step"] == 3 and ckpt["config"]["analysis_window"] == 320
+    assert not any(k.startswith("encoder") for k in ckpt["model"])  # a fixed basis, not learned
 
 
 def test_a_non_finite_loss_is_skipped_and_its_batch_kept_for_diagnosis(tiny_model, tmp_path, monkeypatch, capsys):

@@ -7,17 +7,17 @@ from dataclasses import asdict, dataclass
 @dataclass(frozen=True)
 class DenoiserConfig:
     sample_rate: int = 16000
-    window: int = 160  # analysis window W (samples); latency is W - 1
+    window: int = 160  # synthesis window W (samples; also the learned analysis window); latency W - 1
     hop: int = 80  # H
-    code: int = 256  # code channels (filterbank size)
+    code: int = 256  # learned filterbank size (the spectral front end's code is its bins instead)
     bottleneck: int = 64
     hidden: int = 128
     kernel: int = 3
     dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64, 128)  # 2.5 s receptive field
-    # Optional look-back spectrum: a longer window (samples) ending where each frame ends, so
-    # the mask sees fine frequency detail (harmonics) at no cost in latency. 0: off (v1).
-    context_window: int = 0
-    context_bins: int = 128  # lowest bins kept (at 512 samples, 128 bins reach 4 kHz)
+    # Spectral front end: an asymmetric STFT whose analysis window (samples) is longer than the
+    # synthesis `window`, reaching only into the past. The mask then works on fine frequency
+    # bins (pitch harmonics) while latency stays window - 1. 0: the learned filterbank (v1).
+    analysis_window: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)

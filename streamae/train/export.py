@@ -86,7 +86,9 @@ def code_sparsity(net: DenoiserNet, noisy: torch.Tensor, level_dbfs: float = -25
     """How sparse the code (masked encoder output, what the decoder sees) really is.
 
     Inputs are first scaled to `level_dbfs` RMS, since the absolute figure depends on level.
-    The ReLU makes exact zeros, so `zero_fraction` needs no threshold.
+    The learned front end's ReLU makes exact zeros, so `zero_fraction` needs no threshold; the
+    spectral front end's masked magnitudes are never exactly zero, and `below_1pct_of_frame_max`
+    is the measure that compares the two.
     """
     net = net.eval()
     x = noisy * (10 ** (level_dbfs / 20) / noisy.pow(2).mean(-1, keepdim=True).sqrt().clamp(min=1e-8))

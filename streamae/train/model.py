@@ -1,12 +1,11 @@
 """The causal 1-D convolutional denoising autoencoder.
 
-encoder (learned filterbank, window W, hop H) -> ReLU code
-  -> mask network (causal dilated conv blocks on the log-code, optionally also on a
-     look-back log spectrum over a longer window that ends where the frame ends)
-  -> masked code -> transposed-conv decoder (overlap-add).
-
-Latency is set by the synthesis window W alone; the look-back window only reaches into the
-past, so it buys frequency resolution for the mask without adding delay.
+encoder -> code -> mask network (causal dilated conv blocks on the log-code) -> masked code
+  -> transposed-conv decoder (overlap-add), with one of two front ends:
+  - learned filterbank (v1): window W, hop H, ReLU code;
+  - spectral: a fixed asymmetric STFT, analysis window longer than W and reaching only into
+    the past, so the mask works on fine frequency bins while the synthesis window W alone
+    sets the latency.
 
 Every convolution is causal and written as `step(audio, states) -> (clean, states)`, so
 the same module exports a whole-signal graph (zero states, one call) and a streaming
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 from .config import DenoiserConfig
 
 
-LOG_FLOOR = 1e-4  # keeps log(code) finite where the ReLU code is exactly zero
+LOG_FLOOR = 1e-4  # keeps the log of the code finite where it is zero (ReLU, digital silence)
 
 
 class CausalBlock(nn.Module):
@@ -49,20 +48,26 @@ class DenoiserNet(nn.Module):
         super().__init__()
         c = config
         self.config = c
+        self.spectral = c.analysis_window > c.window
         self.overlap = c.window - c.hop
-        self.history = max(c.window, c.context_window) - c.hop  # input samples carried between steps
-        self.encoder = nn.Conv1d(1, c.code, c.window, stride=c.hop, bias=False)
-        self.features = nn.Sequential(nn.Conv1d(c.code, c.bottleneck, 1), nn.BatchNorm1d(c.bottleneck))
+        self.history = max(c.window, c.analysis_window) - c.hop  # input samples carried between steps
+        if self.spectral:
+            analysis, synthesis = asymmetric_stft(c.analysis_window, c.window)
+            self.register_buffer("analysis_basis", analysis)
+            self.register_buffer("synthesis_basis", synthesis)
+            channels = analysis.shape[0] // 2
+        else:
+            self.encoder = nn.Conv1d(1, c.code, c.window, stride=c.hop, bias=False)
+            self.decoder = nn.ConvTranspose1d(c.code, 1, c.window, stride=c.hop, bias=False)
+            channels = c.code
+        self.features = nn.Sequential(nn.Conv1d(channels, c.bottleneck, 1), nn.BatchNorm1d(c.bottleneck))
         self.blocks = nn.ModuleList(CausalBlock(c.bottleneck, c.hidden, c.kernel, d) for d in c.dilations)
-        self.mask = nn.Conv1d(c.bottleneck, c.code, 1)
-        self.decoder = nn.ConvTranspose1d(c.code, 1, c.window, stride=c.hop, bias=False)
-        self._init_filterbank()
-        if c.context_window:
-            bins = min(c.context_bins, c.context_window // 2 + 1)  # none past Nyquist
-            self.register_buffer("context_basis", _fourier_basis(c.context_window, bins))
-            self.context = nn.Sequential(nn.BatchNorm1d(bins), nn.Conv1d(bins, c.bottleneck, 1))
-            nn.init.zeros_(self.context[1].weight)  # starts as the model without it (fine-tune from v1)
-            nn.init.zeros_(self.context[1].bias)
+        self.mask = nn.Conv1d(c.bottleneck, channels, 1)
+        with torch.no_grad():
+            nn.init.constant_(self.mask.bias, 3.0)  # mask ~0.95: start near pass-through
+            nn.init.zeros_(self.mask.weight)
+        if not self.spectral:
+            self._init_filterbank()
 
     def _init_filterbank(self) -> None:
         """Start from a sqrt-Hann Fourier basis and its matched synthesis, passing audio through."""
@@ -78,8 +83,6 @@ class DenoiserNet(nn.Module):
             # ReLU keeps half of each filter's response; +/- pairs are not present, so the
             # synthesis gain is fitted on white noise rather than derived.
             self.decoder.weight.copy_(basis[:, None, :].float())
-            nn.init.constant_(self.mask.bias, 3.0)  # mask ~0.95: start near pass-through
-            nn.init.zeros_(self.mask.weight)
             probe = torch.randn(1, 1, 64 * c.hop)
             out = self.decoder(F.relu(self.encoder(probe)))[..., : probe.shape[-1]]
             self.decoder.weight.mul_((probe.std() / out.std()) / torch.sigmoid(torch.tensor(3.0)))
@@ -106,28 +109,42 @@ class DenoiserNet(nn.Module):
         enc_state, *block_states, dec_state = states
         x = torch.cat([enc_state, audio.unsqueeze(1)], dim=-1)
         new_enc_state = x[..., x.shape[-1] - self.history:]
-        code = F.relu(self.encoder(x[..., self.history - self.overlap:]))
-        h = self.features(torch.log(code + LOG_FLOOR))
-        if self.config.context_window:
-            h = h + self.context(self._log_spectrum(x[..., self.history + self.config.hop - self.config.context_window:]))
+        code, log_code = self._encode(x)
+        h = self.features(log_code)
         new_block_states = []
         for block, state in zip(self.blocks, block_states):
             h, s = block(h, state)
             new_block_states.append(s)
-        masked = code * torch.sigmoid(self.mask(h))
-        frames = self.decoder(masked)  # [B, 1, T*H + overlap]
+        masked, frames = self._decode(code, torch.sigmoid(self.mask(h)))  # frames [B, 1, T*H + overlap]
         n = audio.shape[-1]
         frames = frames + F.pad(dec_state, (0, n))
         clean = frames[..., :n].squeeze(1)
         new_dec_state = frames[..., n:]
         return clean, [new_enc_state, *new_block_states, new_dec_state], masked
 
-    def _log_spectrum(self, x: torch.Tensor) -> torch.Tensor:
-        parts = F.conv1d(x, self.context_basis, stride=self.config.hop)  # [B, 2*bins, T]
-        re, im = parts.chunk(2, dim=1)
+    def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input with history -> (code, its log magnitude for the mask network), a frame per hop."""
+        if not self.spectral:
+            code = F.relu(self.encoder(x[..., self.history - self.overlap:]))
+            return code, torch.log(code + LOG_FLOOR)
+        spectrum = F.conv1d(x, self.analysis_basis, stride=self.config.hop)  # [B, 2*bins, T]: re, im
+        re, im = spectrum.chunk(2, dim=1)
         # clamp, not `+ LOG_FLOOR ** 2`: the ONNX optimizer drops an add of 1e-8 as "adding zero",
         # and digital silence then gives log(0) = -inf, NaN ever after in the stream
-        return 0.5 * torch.log(torch.clamp(re * re + im * im, min=LOG_FLOOR ** 2))
+        return spectrum, 0.5 * torch.log(torch.clamp(re * re + im * im, min=LOG_FLOOR ** 2))
+
+    def _decode(self, code: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (masked code as the sparsity measure sees it, overlap-add frames).
+
+        The spectral front end masks real and imaginary parts alike; its sparsity is that of
+        the masked magnitude."""
+        if not self.spectral:
+            masked = code * mask
+            return masked, self.decoder(masked)
+        masked = code * torch.cat([mask, mask], dim=1)
+        re, im = masked.chunk(2, dim=1)
+        magnitude = torch.sqrt(re * re + im * im + 1e-12)
+        return magnitude, F.conv_transpose1d(masked, self.synthesis_basis, stride=self.config.hop)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """Whole signal [B, N] (N a multiple of hop) -> time-aligned clean [B, N].
@@ -144,13 +161,33 @@ class DenoiserNet(nn.Module):
         return out[..., self.overlap:], code
 
 
-def _fourier_basis(window: int, bins: int) -> torch.Tensor:
-    """Hann-windowed cos/sin rows for DFT bins 0..bins-1: [2*bins, 1, window]."""
-    n = torch.arange(window, dtype=torch.float64)
-    hann = 0.5 - 0.5 * torch.cos(2 * math.pi * (n + 0.5) / window)
-    phase = 2 * math.pi * torch.arange(bins, dtype=torch.float64)[:, None] * n[None, :] / window
-    basis = torch.cat([torch.cos(phase), torch.sin(phase)]) * hann / hann.sum()
-    return basis[:, None, :].float()
+def asymmetric_stft(analysis: int, synthesis: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conv weights of an asymmetric-window STFT that reconstructs perfectly at hop synthesis/2.
+
+    The analysis window rises over most of `analysis` samples and falls with the last half of a
+    sqrt-Hann of length `synthesis`; the synthesis window covers only the last `synthesis`
+    samples, so each frame's output is final one hop after its last input sample, as with a
+    short symmetric window (after Mauler & Martin 2007). analysis * synthesis windows = a Hann
+    of length `synthesis`, which overlap-adds to one at hop synthesis/2.
+    -> ([2*bins, 1, analysis] real then imaginary rows, [2*bins, 1, synthesis] inverse rows).
+    """
+    n_long, half = analysis - synthesis // 2, synthesis // 2
+    rise = torch.sin(math.pi * (torch.arange(n_long, dtype=torch.float64) + 0.5) / (2 * n_long))
+    fall = torch.sin(math.pi * (torch.arange(half, synthesis, dtype=torch.float64) + 0.5) / synthesis)
+    w_analysis = torch.cat([rise, fall])
+    w_analysis = w_analysis / w_analysis.norm()  # unit energy, so the code has the input's scale (as in v1)
+    hann = torch.sin(math.pi * (torch.arange(synthesis, dtype=torch.float64) + 0.5) / synthesis) ** 2
+    w_synthesis = hann / w_analysis[analysis - synthesis:]
+    bins = analysis // 2 + 1
+    k = torch.arange(bins, dtype=torch.float64)[:, None]
+    n = torch.arange(analysis, dtype=torch.float64)[None, :]
+    phase = 2 * math.pi * k * n / analysis
+    forward = torch.cat([torch.cos(phase), -torch.sin(phase)]) * w_analysis
+    weight = torch.full((bins, 1), 2.0 / analysis, dtype=torch.float64)
+    weight[0] = weight[-1] = 1.0 / analysis  # DC and Nyquist appear once in the full spectrum
+    tail = phase[:, analysis - synthesis:]
+    inverse = torch.cat([weight * torch.cos(tail), -weight * torch.sin(tail)]) * w_synthesis
+    return forward[:, None, :].float(), inverse[:, None, :].float()
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -37,8 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bottleneck", type=int, default=DenoiserConfig.bottleneck)
     p.add_argument("--hidden", type=int, default=DenoiserConfig.hidden)
     p.add_argument("--code", type=int, default=DenoiserConfig.code)
-    p.add_argument("--context-window", type=int, default=DenoiserConfig.context_window,
-                   help="look-back spectrum window in samples (0: off); may be added to --init weights")
+    p.add_argument("--analysis-window", type=int, default=DenoiserConfig.analysis_window,
+                   help="spectral front end: asymmetric STFT analysis window in samples, longer than the "
+                        "10 ms synthesis window (e.g. 512); 0: learned filterbank (v1)")
     p.add_argument("--dilations", type=int, nargs="+", default=list(DenoiserConfig.dilations))
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")

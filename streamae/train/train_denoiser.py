@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -76,20 +76,17 @@ class Run:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt_path = run_dir / "checkpoint.pt"
         config = DenoiserConfig(code=args.code, bottleneck=args.bottleneck, hidden=args.hidden,
-                                dilations=tuple(args.dilations), context_window=args.context_window)
+                                dilations=tuple(args.dilations), analysis_window=args.analysis_window)
         resume = ckpt_path.exists() and not args.fresh
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
         init = torch.load(args.init, map_location="cpu", weights_only=False) if args.init and not resume else None
         if ckpt is not None:
             config = DenoiserConfig.from_dict(ckpt["config"])
-        elif init is not None:  # the initial weights fix the shape; a look-back spectrum may be added
+        elif init is not None:  # the initial weights fix the shape
             config = DenoiserConfig.from_dict(init["config"])
-            config = replace(config, context_window=args.context_window or config.context_window)
         net = DenoiserNet(config).to(device)
         if init is not None:
-            missing, unexpected = net.load_state_dict(init["model"], strict=False)
-            if unexpected or any(not k.startswith("context") for k in missing):
-                raise StreamaeError(f"does not fit this model: missing {missing}, unexpected {unexpected}", args.init)
+            net.load_state_dict(init["model"])
             print(f"initialised from {args.init} (its step {init.get('step', '?')}); new optimizer and schedule",
                   flush=True)
         from_init = set(init["model"]) if init is not None else set((ckpt or {}).get("from_init", []))

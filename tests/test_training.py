@@ -165,6 +165,15 @@ def test_training_with_the_spectral_front_end_resumes(tiny_model, tmp_path, caps
     assert not any(k.startswith("encoder") for k in ckpt["model"])  # a fixed basis, not learned
 
 
+def test_init_weights_of_another_architecture_are_refused(tiny_model, tmp_path, capsys):
+    """--init with --analysis-window would otherwise silently train the init's architecture."""
+    root = tiny_model.parent
+    assert train_tiny(root, tmp_path / "x", "--init", str(root / "run" / "checkpoint.pt"),
+                      "--analysis-window", "512", "--steps", "1") == 1
+    assert "--init fixes the architecture" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "checkpoint.pt").exists()
+
+
 def test_a_non_finite_loss_is_skipped_and_its_batch_kept_for_diagnosis(tiny_model, tmp_path, monkeypatch, capsys):
     import torch
 

@@ -167,8 +167,8 @@ def asymmetric_stft(analysis: int, synthesis: int) -> tuple[torch.Tensor, torch.
     The analysis window rises over most of `analysis` samples and falls with the last half of a
     sqrt-Hann of length `synthesis`; the synthesis window covers only the last `synthesis`
     samples, so each frame's output is final one hop after its last input sample, as with a
-    short symmetric window (after Mauler & Martin 2007). analysis * synthesis windows = a Hann
-    of length `synthesis`, which overlap-adds to one at hop synthesis/2.
+    short symmetric window (after Mauler & Martin 2007). The two windows multiply to a Hann of
+    length `synthesis`, which overlap-adds to one at hop synthesis/2.
     -> ([2*bins, 1, analysis] real then imaginary rows, [2*bins, 1, synthesis] inverse rows).
     """
     n_long, half = analysis - synthesis // 2, synthesis // 2

@@ -83,7 +83,10 @@ class Run:
         if ckpt is not None:
             config = DenoiserConfig.from_dict(ckpt["config"])
         elif init is not None:  # the initial weights fix the shape
-            config = DenoiserConfig.from_dict(init["config"])
+            asked, config = config, DenoiserConfig.from_dict(init["config"])
+            if asked not in (DenoiserConfig(), config):
+                raise StreamaeError(f"--init fixes the architecture, and its config {config.to_dict()} differs from "
+                                    f"the one these options ask for, {asked.to_dict()}", args.init)
         net = DenoiserNet(config).to(device)
         if init is not None:
             net.load_state_dict(init["model"])

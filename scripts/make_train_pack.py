@@ -4,9 +4,25 @@ Each group of sources becomes one long 16 kHz OGG/Vorbis file (Vorbis keeps the 
 about 28 dB waveform SNR at quality 0.2, where Opus resamples internally and scores 14 dB).
 `streamae train denoiser` reads the pack like any other audio folder.
 
-    python scripts/make_train_pack.py --out .pack \
-        --group speech ../shared/data/speech/train data/extra/speech/speechocean762:every=8 \
+The current pack (59.8 MiB, under the device's 64 MiB carry limit with .whl/), one group
+per run because each gets its own quality. dev_speech.ogg and dev_noise.ogg (1.7 and 1.4 min
+excerpts of speech/dev and noise/dev, for the training's dev check) and rir/ (a copy of
+../shared/data/rir) are kept from the first pack, so dev checks stay comparable across runs.
+
+    python scripts/make_train_pack.py --out .pack --quality 0.3 \
+        --group speech ../shared/data/speech/train data/extra/speech/speechocean762:every=8
+    python scripts/make_train_pack.py --out .pack --quality 0.5 \
         --group noise ../shared/data/noise/train data/extra/noise
+    python scripts/make_train_pack.py --out .pack --quality 0.8 \
+        --group noise_nc data/extra/noise-nc/urbansound8k:every=3
+
+`noise_nc` is UrbanSound8K (CC BY-NC 3.0: a model trained with it is for non-commercial use),
+classes 0, 1, 2, 4, 5, 7, 8 only (no dog bark, gun shot or street music): 2,179 clips,
+extracted from the `fetch`ed snapshot of Alejandro-131004/AC-II with
+
+    python scripts/extract_extra_audio.py --git /work/.mirror/Alejandro-131004+AC-II/repo \
+        --commit 8f8b8f2 --out data/extra/noise-nc/urbansound8k \
+        --pattern 'UrbanSound8K/audio/fold*/[0-9]*-[0124578]-[0-9]*-[0-9]*.wav'
 """
 from __future__ import annotations
 

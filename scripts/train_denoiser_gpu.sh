@@ -9,7 +9,8 @@
 set -u
 PACK=${1:-.pack}; OUT=${2:-runs/gpu}; MINUTES=${3:-8}
 extra=("${@:4}")
-common=(--speech "$PACK/speech.ogg" --noise "$PACK/noise.ogg" --rir "$PACK/rir"
+# every noise*.ogg of the pack: noise_nc.ogg (UrbanSound8K) makes the model non-commercial
+common=(--speech "$PACK/speech.ogg" --noise "$PACK"/noise*.ogg --rir "$PACK/rir"
         --dev-speech "$PACK/dev_speech.ogg" --dev-noise "$PACK/dev_noise.ogg"
         --minutes "$MINUTES" --batch 64 --lr 1.5e-3 --log-every 200 --checkpoint-minutes 1.5)
 declare -A variant=(

@@ -147,7 +147,7 @@ def evaluate(system, mixes: list[Mixture]) -> dict:
             "by_snr": {str(int(s)): _mean([r for snr, r in rows if snr == s])
                        for s in sorted({s for s, _ in rows if not np.isnan(s)})},
             "cpu_s_per_audio_s": cpu / audio, "lag_ms": 1000 * float(np.median(lags)) / RATE,
-            "files": [{"name": m.name, "snr_db": None if np.isnan(snr) else snr, **r}  # to see where a system fails
+            "files": [{"name": m.name, "noise": m.noise, "snr_db": None if np.isnan(snr) else snr, **r}  # where it fails
                       for m, (snr, r) in zip(mixes, rows)]}
 
 

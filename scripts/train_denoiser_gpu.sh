@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train several denoiser variants side by side on one GPU (each process alone leaves it mostly
 # idle), from a pack made by scripts/make_train_pack.py. Checkpoints and logs go to OUT/<name>/.
-#   [RUNS="small spectral"] bash scripts/train_denoiser_gpu.sh PACK OUT MINUTES [EXTRA TRAINING ARGS...]
+#   [RUNS="small spectral"] [NOISE="noise noise_nc"] bash scripts/train_denoiser_gpu.sh PACK OUT MINUTES [EXTRA...]
 # Variants: small (the learned filterbank, denoiser-v1's config), medium, large, lowsnr (small on
 # -5..15 dB only), spectral (a 512-sample asymmetric STFT front end, same mask network) and
 # spectral-large. EXTRA goes to every run, e.g. --init models/denoiser-v1.pt to continue from the
@@ -9,8 +9,11 @@
 set -u
 PACK=${1:-.pack}; OUT=${2:-runs/gpu}; MINUTES=${3:-8}
 extra=("${@:4}")
-# every noise*.ogg of the pack: noise_nc.ogg (UrbanSound8K) makes the model non-commercial
-common=(--speech "$PACK/speech.ogg" --noise "$PACK"/noise*.ogg --rir "$PACK/rir"
+# NOISE="noise noise_nc" adds the pack's UrbanSound8K clips, which make the model non-commercial
+# (and did not help a CPU fine-tune of v1: docs/BENCHMARKS.md, denoiser experiments)
+noise=()
+for n in ${NOISE:-noise}; do noise+=("$PACK/$n.ogg"); done
+common=(--speech "$PACK/speech.ogg" --noise "${noise[@]}" --rir "$PACK/rir"
         --dev-speech "$PACK/dev_speech.ogg" --dev-noise "$PACK/dev_noise.ogg"
         --minutes "$MINUTES" --batch 64 --lr 1.5e-3 --log-every 200 --checkpoint-minutes 1.5)
 declare -A variant=(

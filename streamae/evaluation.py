@@ -44,6 +44,7 @@ class Mixture:
     noisy: np.ndarray
     clean: np.ndarray
     snr_db: float
+    noise: str = ""  # the noise recording's name, to see which noises a system fails on
 
 
 def make_test_mix(speech_dir: str | Path, noise_dir: str | Path, seed: int = 2026, rate: int = 16000,
@@ -52,11 +53,13 @@ def make_test_mix(speech_dir: str | Path, noise_dir: str | Path, seed: int = 202
     `snrs_db`) and mixture level (-35..-15 dBFS). Same inputs, same seed: same mixtures."""
     rng = np.random.default_rng(seed)
     speech = audio_files([speech_dir])
-    noises = [_mono(p, rate) for p in audio_files([noise_dir])]
+    noise_paths = audio_files([noise_dir])
+    noises = [_mono(p, rate) for p in noise_paths]
     mixes = []
     for i, path in enumerate(speech):
         clean = _mono(path, rate)
-        n = noises[rng.integers(len(noises))]
+        pick = rng.integers(len(noises))
+        n = noises[pick]
         if len(n) < len(clean):
             n = np.tile(n, len(clean) // len(n) + 1)
         start = rng.integers(0, len(n) - len(clean) + 1)
@@ -66,7 +69,8 @@ def make_test_mix(speech_dir: str | Path, noise_dir: str | Path, seed: int = 202
         noisy = clean + gain * n
         scale = 10 ** (rng.uniform(-35, -15) / 20) / np.sqrt(np.mean(noisy ** 2))
         scale = min(scale, 0.99 / np.abs(noisy).max())
-        mixes.append(Mixture(path.stem, (noisy * scale).astype(np.float32), (clean * scale).astype(np.float32), snr))
+        mixes.append(Mixture(path.stem, (noisy * scale).astype(np.float32), (clean * scale).astype(np.float32), snr,
+                             noise_paths[pick].stem))
     return mixes
 
 

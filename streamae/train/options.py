@@ -23,8 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--init", default=None, help="start from these weights (a checkpoint or models/*.pt), e.g. to "
                    "fine-tune the shipped model; ignored when resuming")
-    p.add_argument("--init-lr-scale", type=float, default=1.0,
-                   help="learning-rate factor for the weights taken from --init (parts it lacks learn at --lr)")
     p.add_argument("--minutes", type=float, default=30.0, help="training time budget (wall clock)")
     p.add_argument("--steps", type=int, default=0, help="step budget (0: time only)")
     p.add_argument("--batch", type=int, default=16)

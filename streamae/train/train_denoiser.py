@@ -66,7 +66,6 @@ class Run:
     dir: Path
     net: DenoiserNet
     opt: torch.optim.Optimizer
-    from_init: set[str]  # weights that came from --init (they learn at --init-lr-scale)
     step: int = 0
     elapsed: float = 0.0  # training seconds so far, across resumes
 
@@ -92,9 +91,8 @@ class Run:
             net.load_state_dict(init["model"])
             print(f"initialised from {args.init} (its step {init.get('step', '?')}); new optimizer and schedule",
                   flush=True)
-        from_init = set(init["model"]) if init is not None else set((ckpt or {}).get("from_init", []))
-        opt = torch.optim.AdamW(_param_groups(net, from_init, args.init_lr_scale), lr=args.lr, weight_decay=1e-4)
-        run = cls(run_dir, net, opt, from_init)
+        opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+        run = cls(run_dir, net, opt)
         if ckpt is not None:
             net.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
@@ -109,7 +107,7 @@ class Run:
         if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
             raise RuntimeError(f"model diverged (non-finite weights) at step {self.step}; keeping the previous checkpoint")
         save_checkpoint({"model": state, "optimizer": self.opt.state_dict(), "step": self.step, "elapsed": self.elapsed,
-                         "config": self.net.config.to_dict(), "from_init": sorted(self.from_init)},
+                         "config": self.net.config.to_dict()},
                         self.dir / "checkpoint.pt")
 
 
@@ -128,7 +126,7 @@ def _train(run: Run, mixer: Mixer, dev, args: argparse.Namespace) -> int:
         if spent >= 1.0:
             break
         for g in opt.param_groups:
-            g["lr"] = g.get("lr_scale", 1.0) * learning_rate(args.lr, run.step, spent, WARMUP_STEPS)
+            g["lr"] = learning_rate(args.lr, run.step, spent, WARMUP_STEPS)
         noisy, clean = mixer.batch(args.batch)
         if not bool(torch.isfinite(noisy).all() and torch.isfinite(clean).all()):
             skipped += 1  # checked before the forward pass, which would update BatchNorm statistics
@@ -187,14 +185,6 @@ def export(net: DenoiserNet, probe: torch.Tensor, path: str | Path, training: di
     paths = export_denoiser(net, path, {"training": training, "sparsity": sparsity, "parameters": count_parameters(net)})
     print(f"exported {paths[0]} and {paths[1]}; code sparsity {json.dumps(sparsity)}", flush=True)
     return paths[0]
-
-
-def _param_groups(net: DenoiserNet, from_init: set[str], init_scale: float) -> list[dict]:
-    """Fine-tuning: weights that came from --init move `init_scale` times slower than new ones."""
-    params = dict(net.named_parameters())
-    groups = [{"params": [p for k, p in params.items() if k in from_init], "lr_scale": init_scale},
-              {"params": [p for k, p in params.items() if k not in from_init], "lr_scale": 1.0}]
-    return [g for g in groups if g["params"]]
 
 
 def _dev_batch(args, device, mix: MixConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,6 +17,11 @@ def test_exported_model_loads_and_reports_itself(tiny_model):
     assert y.shape == (16000,) and np.isfinite(y).all() and np.abs(y).max() > 0
 
 
+def _tiny(front_end: str, request):
+    """The tiny exported model with the learned filterbank (trained) or the spectral front end."""
+    return request.getfixturevalue({"learned": "tiny_model", "spectral": "tiny_spectral_model"}[front_end])
+
+
 @pytest.mark.parametrize("front_end", ["learned", "spectral"])
 def test_exported_graphs_equal_the_torch_model(front_end, request):
     """The runtime (step graph, streamed by numpy) against the PyTorch model it was exported from."""
@@ -25,7 +30,7 @@ def test_exported_graphs_equal_the_torch_model(front_end, request):
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
 
-    tiny_model = request.getfixturevalue({"learned": "tiny_model", "spectral": "tiny_spectral_model"}[front_end])
+    tiny_model = _tiny(front_end, request)
     saved = torch.load(tiny_model.with_suffix(".pt"), weights_only=False)
     net = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
     net.load_state_dict(saved["model"])
@@ -41,7 +46,7 @@ def test_exported_graphs_equal_the_torch_model(front_end, request):
 @pytest.mark.parametrize("front_end, history", [("learned", 160 - 80), ("spectral", 240 - 80)])
 def test_step_graph_has_explicit_states(front_end, history, request):
     """The analysis window, not the 160-sample synthesis frame, sets the input history."""
-    tiny_model = request.getfixturevalue({"learned": "tiny_model", "spectral": "tiny_spectral_model"}[front_end])
+    tiny_model = _tiny(front_end, request)
     step = ort.InferenceSession(str(tiny_model.with_name("tiny.step.onnx")), providers=["CPUExecutionProvider"])
     inputs = [i.name for i in step.get_inputs()]
     outputs = [o.name for o in step.get_outputs()]

@@ -63,9 +63,8 @@ class DenoiserNet(nn.Module):
         self.features = nn.Sequential(nn.Conv1d(channels, c.bottleneck, 1), nn.BatchNorm1d(c.bottleneck))
         self.blocks = nn.ModuleList(CausalBlock(c.bottleneck, c.hidden, c.kernel, d) for d in c.dilations)
         self.mask = nn.Conv1d(c.bottleneck, channels, 1)
-        with torch.no_grad():
-            nn.init.constant_(self.mask.bias, 3.0)  # mask ~0.95: start near pass-through
-            nn.init.zeros_(self.mask.weight)
+        nn.init.constant_(self.mask.bias, 3.0)  # mask ~0.95: start near pass-through
+        nn.init.zeros_(self.mask.weight)
         if not self.spectral:
             self._init_filterbank()
 

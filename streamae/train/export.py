@@ -22,13 +22,80 @@ OPSET = 18
 
 
 class _StepGraph(nn.Module):
+    """`DenoiserNet.step` rearranged for onnxruntime's cost model at 10 ms chunks.
+
+    A live 10 ms chunk is two frames, so the step graph's cost is the per-node overhead, not
+    arithmetic: onnxruntime's Conv node costs about 9 us there whatever its size, a MatMul
+    about 1 us. So after the encoder everything runs time-major ([B, T, C]) as MatMuls, with
+    BatchNorm folded into the weights: 1x1 convs are MatMuls, a dilated conv is its taps
+    (slices of state + input) concatenated and one MatMul, and the transposed-conv decoder is a
+    MatMul plus overlap-add. Same arithmetic as `step`; the block states are time-major.
+    """
+
     def __init__(self, net: DenoiserNet):
         super().__init__()
+        c = net.config
+        if c.window != 2 * c.hop:
+            raise ValueError(f"the step graph's overlap-add assumes window = 2 * hop, got {c.window} and {c.hop}")
         self.net = net
+        self.features = _Affine(*_fold_norm(net.features[0], net.features[1]))
+        self.dilations = [b.conv.dilation[0] for b in net.blocks]
+        self.convs = nn.ModuleList(_Affine(*_fold_norm(b.conv, b.norm)) for b in net.blocks)
+        self.projections = nn.ModuleList(_Affine(*_fold_norm(b.project)) for b in net.blocks)
+        self.mask = _Affine(*_fold_norm(net.mask))
+        synthesis = net.synthesis_basis if net.spectral else net.decoder.weight
+        self.register_buffer("synthesis", synthesis.detach()[:, 0, :].clone())  # [code, window]
+
+    def initial_states(self, batch: int) -> list[torch.Tensor]:
+        net, c = self.net, self.net.config
+        blocks = [torch.zeros(batch, b.context, c.bottleneck) for b in net.blocks]
+        return [torch.zeros(batch, 1, net.history), *blocks, torch.zeros(batch, 1, net.overlap)]
 
     def forward(self, audio: torch.Tensor, *states: torch.Tensor):
-        clean, new_states, _ = self.net.step(audio, list(states))
-        return (clean, *new_states)
+        net = self.net
+        enc_state, *block_states, dec_state = states
+        x = torch.cat([enc_state, audio.unsqueeze(1)], dim=-1)
+        code, log_code = (t.transpose(1, 2) for t in net._encode(x))  # [B, T, channels]
+        h = self.features(log_code)
+        new_block_states = []
+        for dilation, conv, project, state in zip(self.dilations, self.convs, self.projections, block_states):
+            padded = torch.cat([state, h], dim=1)
+            context = state.shape[1]  # static: (kernel - 1) * dilation
+            taps = [padded[:, k: k - context] for k in range(0, context, dilation)] + [padded[:, context:]]
+            h = h + project(torch.relu(conv(torch.cat(taps, dim=-1))))
+            new_block_states.append(padded[:, -context:])
+        mask = torch.sigmoid(self.mask(h))
+        if net.spectral:
+            mask = torch.cat([mask, mask], dim=-1)  # real and imaginary parts alike
+        frames = (code * mask) @ self.synthesis  # [B, T, window]
+        hop = net.config.hop
+        tails = torch.cat([dec_state, frames[..., hop:]], dim=1)  # each frame's second half, the last step's first
+        clean = (frames[..., :hop] + tails[:, :-1]).flatten(1)
+        return (clean, x[..., -net.history:], *new_block_states, tails[:, -1:])
+
+
+class _Affine(nn.Module):
+    """x [B, T, in] -> x @ weight + bias: a conv's taps as one MatMul."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight)
+        self.register_buffer("bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.weight + self.bias
+
+
+@torch.no_grad()
+def _fold_norm(conv: nn.Conv1d, norm: nn.BatchNorm1d | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conv1d [+ eval-mode BatchNorm1d] -> (weight [kernel * in, out], bias [out]), taps oldest first."""
+    weight = conv.weight
+    bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
+    if norm is not None:
+        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+        weight, bias = weight * scale[:, None, None], (bias - norm.running_mean) * scale + norm.bias
+    out, inp, kernel = weight.shape
+    return weight.permute(2, 1, 0).reshape(kernel * inp, out).clone(), bias.clone()
 
 
 def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple[Path, Path]:
@@ -49,11 +116,12 @@ def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        states = net.initial_states(2)
+        step = _StepGraph(net).eval()
+        states = step.initial_states(2)
         state_names = [f"state_{i}" for i in range(len(states))]
         state_dims = [{0: batch} for _ in states]
         prog = torch.onnx.export(
-            _StepGraph(net), (example, *states), dynamo=True, external_data=False,
+            step, (example, *states), dynamo=True, external_data=False,
             opset_version=OPSET, input_names=["audio", *state_names],
             output_names=["clean", *[f"{n}_out" for n in state_names]],
             dynamic_shapes=({0: batch, 1: frames * hop}, tuple(state_dims)), verbose=False,

@@ -61,7 +61,7 @@ class _StepGraph(nn.Module):
         for dilation, conv, project, state in zip(self.dilations, self.convs, self.projections, block_states):
             padded = torch.cat([state, h], dim=1)
             context = state.shape[1]  # static: (kernel - 1) * dilation
-            taps = [padded[:, k: k - context] for k in range(0, context, dilation)] + [padded[:, context:]]
+            taps = [padded[:, k: k - context] for k in range(0, context, dilation)] + [h]  # oldest first
             h = h + project(torch.relu(conv(torch.cat(taps, dim=-1))))
             new_block_states.append(padded[:, -context:])
         mask = torch.sigmoid(self.mask(h))

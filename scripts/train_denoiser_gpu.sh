@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Train several denoiser variants side by side on one GPU (each process alone leaves it mostly
 # idle), from a pack made by scripts/make_train_pack.py. Checkpoints and logs go to OUT/<name>/.
-#   [RUNS="small spectral"] [NOISE="noise noise_nc"] bash scripts/train_denoiser_gpu.sh PACK OUT MINUTES [EXTRA...]
+#   [RUNS="small spectral"] [NOISE="noise noise_nc"] [RESUME=DIR] bash scripts/train_denoiser_gpu.sh PACK OUT MINUTES [EXTRA...]
 # Variants: small (the learned filterbank, denoiser-v1's config), medium, large, lowsnr (small on
 # -5..15 dB only), spectral (a 512-sample asymmetric STFT front end, same mask network) and
 # spectral-large. EXTRA goes to every run, e.g. --init models/denoiser-v1.pt to continue from the
 # shipped weights (only small and lowsnr fit v1; the spectral runs start from their own checkpoints).
+# Runs longer than one device call: give every sitting the same MINUTES (the whole schedule) and
+# --stop-after M (this sitting) in EXTRA, bring OUT back, and carry it as RESUME=DIR next time:
+# each DIR/<name>/checkpoint.pt is copied into OUT/<name>/ and that run goes on where it stopped.
 set -u
 PACK=${1:-.pack}; OUT=${2:-runs/gpu}; MINUTES=${3:-8}
 extra=("${@:4}")
@@ -28,6 +31,7 @@ pids=()
 for name in ${RUNS:-small large medium}; do
   [ -n "${variant[$name]+set}" ] || { echo "unknown variant $name (have: ${!variant[*]})" >&2; exit 2; }
   mkdir -p "$OUT/$name"
+  if [ -n "${RESUME:-}" ] && [ -f "$RESUME/$name/checkpoint.pt" ]; then cp "$RESUME/$name/checkpoint.pt" "$OUT/$name/"; fi
   # shellcheck disable=SC2086  # the variant's options are meant to split
   python3 -m streamae.train.train_denoiser "${common[@]}" "${extra[@]}" ${variant[$name]} \
     --run-dir "$OUT/$name" > "$OUT/$name/log.txt" 2>&1 &

@@ -1,6 +1,9 @@
 """A tiny training run (seconds): trains, checkpoints, resumes, exports two agreeing graphs."""
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 import onnxruntime as ort
@@ -234,3 +237,33 @@ def test_bad_training_options_fail_before_any_training(tmp_path, capsys):
         assert main(args) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("streamae: error:") and reason in err and "\n" not in err, args
+
+
+def test_stop_after_ends_the_sitting_checkpointed_and_the_run_goes_on(tiny_model, tmp_path, capsys):
+    """--stop-after ends this sitting early without ending the schedule; the next sitting resumes
+    and the run finishes (and exports) only when its budget is spent."""
+    import torch
+
+    root, run, out = tiny_model.parent, tmp_path / "run", tmp_path / "m.onnx"
+    small = ("--bottleneck", "8", "--hidden", "8", "--dilations", "1", "--export", str(out))
+    assert train_tiny(root, run, *small, "--minutes", "30", "--stop-after", "0.01") == 0
+    assert "the same command resumes it" in capsys.readouterr().out
+    first = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert 0 < first["elapsed"] < 60 and not out.exists() and not (run / "summary.json").exists()
+    assert train_tiny(root, run, *small, "--minutes", "30", "--steps", str(first["step"] + 2)) == 0
+    assert "resumed" in capsys.readouterr().out
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == first["step"] + 2 and out.exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_asks_the_training_loop_to_stop_and_handlers_are_restored(sig):
+    from streamae.train.loop import GracefulStop
+
+    before = signal.getsignal(sig)
+    with GracefulStop() as stop:
+        assert stop.reason is None
+        os.kill(os.getpid(), sig)
+        assert stop.reason == sig.name
+        with pytest.raises(KeyboardInterrupt):  # asked twice: stop now
+            os.kill(os.getpid(), sig)
+    assert signal.getsignal(sig) is before

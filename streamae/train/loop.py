@@ -1,12 +1,16 @@
 """What every training loop here shares: the budget, the learning-rate schedule, checkpoints.
 
 Runs stop at whichever budget is spent first (wall-clock minutes or steps) and follow one
-schedule over that budget, so a run resumed from its checkpoint continues the same curve.
+schedule over that budget, so a run resumed from its checkpoint continues the same curve,
+including a run stopped early on purpose (`GracefulStop`) to go on in a later sitting.
 """
 from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import torch
@@ -30,3 +34,36 @@ def save_checkpoint(payload: dict, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(payload, tmp)
     os.replace(tmp, path)
+
+
+class GracefulStop:
+    """Ends a long run between two steps, so it can checkpoint and the same command resumes it:
+    on SIGTERM or Ctrl-C (a second one stops at once), or when this sitting has lasted
+    `after_minutes` (0: no limit), e.g. to fit a run longer than one session into several."""
+
+    def __init__(self, after_minutes: float = 0.0):
+        self.deadline = time.time() + 60 * after_minutes if after_minutes > 0 else math.inf
+        self.signal: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> "GracefulStop":
+        if threading.current_thread() is threading.main_thread():  # Python allows handlers only there
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+
+    @property
+    def reason(self) -> str | None:
+        """Why the run should stop now, or None to go on."""
+        if self.signal:
+            return self.signal
+        return "--stop-after" if time.time() >= self.deadline else None

@@ -44,4 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--stop-after", type=float, default=0.0, metavar="MINUTES",
+                   help="end this sitting after MINUTES, checkpointed, without ending the schedule: the same command "
+                        "resumes it (for runs longer than one sitting; SIGTERM and Ctrl-C stop the same way)")
     p.add_argument("--export", default=None, help="write NAME.onnx and NAME.step.onnx when done")

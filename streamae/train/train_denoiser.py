@@ -19,7 +19,7 @@ from .config import DenoiserConfig
 from .model import DenoiserNet, count_parameters
 from ..denoiser import step_graph_path
 from ..errors import StreamaeError
-from .loop import learning_rate, progress, save_checkpoint
+from .loop import GracefulStop, learning_rate, progress, save_checkpoint
 from .options import add_arguments, check_budget
 
 WARMUP_STEPS = 300
@@ -47,7 +47,13 @@ def main(args: argparse.Namespace) -> Path | None:
           f"{len(mixer.rirs)} RIRs (loaded in {time.time() - t0:.0f} s)", flush=True)
     dev = _dev_batch(args, device, mix) if args.dev_speech and args.dev_noise else None
 
-    skipped = _train(run, mixer, dev, args)
+    skipped, stopped = _train(run, mixer, dev, args)
+    if stopped:
+        print(f"stopped ({stopped}) at step {run.step}, {run.elapsed / 60:.1f} of {args.minutes:g} min: checkpoint in "
+              f"{run.dir}; the same command resumes it", flush=True)
+        if stopped != "--stop-after":
+            raise KeyboardInterrupt
+        return None
     summary = {"steps": run.step, "skipped_batches": skipped, "minutes": round(run.elapsed / 60, 1), "device": str(device),
                "batch": args.batch, "crop_seconds": args.seconds, "snr_db": list(args.snr), "sparsity_weight": args.sparsity}
     if dev is not None:
@@ -111,58 +117,60 @@ class Run:
                         self.dir / "checkpoint.pt")
 
 
-def _train(run: Run, mixer: Mixer, dev, args: argparse.Namespace) -> int:
-    """Train until the budget is spent, logging and checkpointing; -> batches skipped as non-finite."""
+def _train(run: Run, mixer: Mixer, dev, args: argparse.Namespace) -> tuple[int, str | None]:
+    """Train until the budget is spent or a stop is asked for, logging and checkpointing;
+    -> (batches skipped as non-finite, why it stopped early or None)."""
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     torch.backends.cudnn.benchmark = True
     net, opt = run.net, run.opt
     start, last_ckpt, last_log = time.time() - run.elapsed, time.time(), time.time()
     logs: list[float] = []
-    skipped = 0
+    skipped, stopped = 0, None
     net.train()
-    while True:
-        run.elapsed = time.time() - start
-        spent = progress(run.elapsed, args.minutes, run.step, args.steps)
-        if spent >= 1.0:
-            break
-        for g in opt.param_groups:
-            g["lr"] = learning_rate(args.lr, run.step, spent, WARMUP_STEPS)
-        noisy, clean = mixer.batch(args.batch)
-        if not bool(torch.isfinite(noisy).all() and torch.isfinite(clean).all()):
-            skipped += 1  # checked before the forward pass, which would update BatchNorm statistics
-            continue
-        loss, parts = _loss(net, noisy, clean, args)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-            skipped += 1  # one bad batch must not poison the weights (or the checkpoint)
-            if skipped <= 3:  # kept for diagnosis (the known cause, NaN from complex abs(), is fixed in losses.py)
-                torch.save({"noisy": noisy.cpu(), "clean": clean.cpu(), "step": run.step, **parts,
-                            "grad_norm": grad_norm.item()}, run.dir / f"nonfinite-{skipped}.pt")
-            continue
-        opt.step()
-        run.step += 1
-        logs.append(-parts["snr"])
-        if run.step % args.log_every == 0:
-            rate = args.log_every / (time.time() - last_log)
-            last_log = time.time()
-            recent = logs[-args.log_every:]
-            line = (f"step {run.step} | {run.elapsed / 60:5.1f}/{args.minutes:.0f} min | train SNR "
-                    f"{sum(recent) / max(len(recent), 1):6.2f} dB | stft {parts['stft']:.3f} | code {parts['code']:.3f} | "
-                    f"lr {opt.param_groups[0]['lr']:.2e} | {rate:.1f} it/s")
-            if skipped:
-                line += f" | {skipped} non-finite batches skipped"
-            if dev is not None and run.step % (args.log_every * 10) == 0:
-                line += f" | dev SI-SDR +{_dev_improvement(net, dev):.2f} dB"
-            print(line, flush=True)
-        if time.time() - last_ckpt > args.checkpoint_minutes * 60:
+    with GracefulStop(args.stop_after) as stop:
+        while True:
             run.elapsed = time.time() - start
-            run.save()
-            last_ckpt = time.time()
+            spent = progress(run.elapsed, args.minutes, run.step, args.steps)
+            if spent >= 1.0 or (stopped := stop.reason):
+                break
+            for g in opt.param_groups:
+                g["lr"] = learning_rate(args.lr, run.step, spent, WARMUP_STEPS)
+            noisy, clean = mixer.batch(args.batch)
+            if not bool(torch.isfinite(noisy).all() and torch.isfinite(clean).all()):
+                skipped += 1  # checked before the forward pass, which would update BatchNorm statistics
+                continue
+            loss, parts = _loss(net, noisy, clean, args)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+                skipped += 1  # one bad batch must not poison the weights (or the checkpoint)
+                if skipped <= 3:  # kept for diagnosis (the known cause, NaN from complex abs(), is fixed in losses.py)
+                    torch.save({"noisy": noisy.cpu(), "clean": clean.cpu(), "step": run.step, **parts,
+                                "grad_norm": grad_norm.item()}, run.dir / f"nonfinite-{skipped}.pt")
+                continue
+            opt.step()
+            run.step += 1
+            logs.append(-parts["snr"])
+            if run.step % args.log_every == 0:
+                rate = args.log_every / (time.time() - last_log)
+                last_log = time.time()
+                recent = logs[-args.log_every:]
+                line = (f"step {run.step} | {run.elapsed / 60:5.1f}/{args.minutes:.0f} min | train SNR "
+                        f"{sum(recent) / max(len(recent), 1):6.2f} dB | stft {parts['stft']:.3f} | code {parts['code']:.3f} | "
+                        f"lr {opt.param_groups[0]['lr']:.2e} | {rate:.1f} it/s")
+                if skipped:
+                    line += f" | {skipped} non-finite batches skipped"
+                if dev is not None and run.step % (args.log_every * 10) == 0:
+                    line += f" | dev SI-SDR +{_dev_improvement(net, dev):.2f} dB"
+                print(line, flush=True)
+            if time.time() - last_ckpt > args.checkpoint_minutes * 60:
+                run.elapsed = time.time() - start
+                run.save()
+                last_ckpt = time.time()
     run.elapsed = time.time() - start
     run.save()
-    return skipped
+    return skipped, stopped
 
 
 def _loss(net: DenoiserNet, noisy: torch.Tensor, clean: torch.Tensor, args: argparse.Namespace) -> tuple[torch.Tensor, dict]:

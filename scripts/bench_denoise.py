@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import time
 from datetime import date
@@ -277,7 +278,7 @@ def main() -> None:
               flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
-    command = "python scripts/bench_denoise.py " + " ".join(sys.argv[1:])
+    command = "python scripts/bench_denoise.py " + shlex.join(sys.argv[1:])
     section = markdown(results, command)
     print(section)
     if args.markdown:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from streamae.evaluation import SNRS_DB, make_test_mix, quality_scores
-from streamae.train.model import asymmetric_stft
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from streamae.evaluation import SNRS_DB, make_test_mix, quality_scores  # noqa: E402
+from streamae.train.model import asymmetric_stft  # noqa: E402
 
 SYNTHESIS, HOP = 160, 80
 

@@ -135,22 +135,10 @@ def _train(run: Run, mixer: Mixer, dev, args: argparse.Namespace) -> tuple[int, 
                 break
             for g in opt.param_groups:
                 g["lr"] = learning_rate(args.lr, run.step, spent, WARMUP_STEPS)
-            noisy, clean = mixer.batch(args.batch)
-            if not bool(torch.isfinite(noisy).all() and torch.isfinite(clean).all()):
-                skipped += 1  # checked before the forward pass, which would update BatchNorm statistics
+            parts = _step(run, mixer.batch(args.batch), args, skipped)
+            if parts is None:
+                skipped += 1
                 continue
-            loss, parts = _loss(net, noisy, clean, args)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
-            if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-                skipped += 1  # one bad batch must not poison the weights (or the checkpoint)
-                if skipped <= 3:  # kept for diagnosis (the known cause, NaN from complex abs(), is fixed in losses.py)
-                    torch.save({"noisy": noisy.cpu(), "clean": clean.cpu(), "step": run.step, **parts,
-                                "grad_norm": grad_norm.item()}, run.dir / f"nonfinite-{skipped}.pt")
-                continue
-            opt.step()
-            run.step += 1
             logs.append(-parts["snr"])
             if run.step % args.log_every == 0:
                 rate = args.log_every / (time.time() - last_log)
@@ -171,6 +159,26 @@ def _train(run: Run, mixer: Mixer, dev, args: argparse.Namespace) -> tuple[int, 
     run.elapsed = time.time() - start
     run.save()
     return skipped, stopped
+
+
+def _step(run: Run, batch: tuple[torch.Tensor, torch.Tensor], args: argparse.Namespace, skipped: int) -> dict | None:
+    """One optimizer step on (noisy, clean) -> the loss parts, or None for a non-finite batch,
+    which is skipped: one bad batch must not poison the weights (or the checkpoint)."""
+    noisy, clean = batch
+    if not bool(torch.isfinite(noisy).all() and torch.isfinite(clean).all()):
+        return None  # checked before the forward pass, which would update BatchNorm statistics
+    loss, parts = _loss(run.net, noisy, clean, args)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.net.parameters(), 5.0)
+    if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+        if skipped < 3:  # kept for diagnosis (the known cause, NaN from complex abs(), is fixed in losses.py)
+            torch.save({"noisy": noisy.cpu(), "clean": clean.cpu(), "step": run.step, **parts,
+                        "grad_norm": grad_norm.item()}, run.dir / f"nonfinite-{skipped + 1}.pt")
+        return None
+    run.opt.step()
+    run.step += 1
+    return parts
 
 
 def _loss(net: DenoiserNet, noisy: torch.Tensor, clean: torch.Tensor, args: argparse.Namespace) -> tuple[torch.Tensor, dict]:

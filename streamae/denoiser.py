@@ -51,12 +51,16 @@ class Denoiser:
         self.info = runtime.metadata(self.session)
         if self.info.get("kind") != "denoiser" or len(self.session.get_inputs()) < 2:
             raise StreamaeError("not a streamae denoiser step graph (metadata streamae.kind, state inputs)", step)
+        if len(self.session.get_inputs()[0].shape) != 1:
+            raise StreamaeError("a step graph with a batch axis, from an older streamae: re-export it with "
+                                "scripts/export_denoiser.py", step)
         config = self.info["config"]
         self.sample_rate: int = config["sample_rate"]
         self.hop: int = config["hop"]
         self.delay: int = int(self.info["delay"])  # step output lags its input by this much
-        self.state_names = [i.name for i in self.session.get_inputs()[1:]]
-        self._state_shapes = [i.shape[1:] for i in self.session.get_inputs()[1:]]
+        self._input_names = [i.name for i in self.session.get_inputs()]  # audio, then the states
+        self._output_names = [o.name for o in self.session.get_outputs()]  # clean, then the states
+        self._state_shapes = [i.shape for i in self.session.get_inputs()[1:]]
         self.dry_gain = 0.0 if atten_lim_db is None else 10.0 ** (-abs(atten_lim_db) / 20.0)
 
     @property
@@ -64,14 +68,21 @@ class Denoiser:
         """Algorithmic latency at the model's rate for any chunking: window - 1 samples."""
         return self.delay + self.hop - 1
 
-    def initial_states(self, batch: int) -> list[np.ndarray]:
-        return [np.zeros([batch, *shape], np.float32) for shape in self._state_shapes]
+    def initial_states(self, channels: int) -> list[list[np.ndarray]]:
+        """Each channel's zero states: the step graph runs one channel per call."""
+        return [[np.zeros(shape, np.float32) for shape in self._state_shapes] for _ in range(channels)]
 
-    def run_step(self, audio: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One onnxruntime call: audio [B, T*hop] -> (clean [B, T*hop] lagging `delay`, states)."""
-        feeds = {"audio": audio, **dict(zip(self.state_names, states))}
-        clean, *states = self.session.run(None, feeds)
-        return clean, states
+    def run_step(self, audio: np.ndarray, states: list[list[np.ndarray]]) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+        """audio [channels, T*hop] -> (clean [channels, T*hop] lagging `delay`, states), a call per channel.
+
+        The step graph has no batch axis, so onnxruntime can fuse its MatMuls into 2-D Gemms."""
+        clean = np.empty_like(audio)
+        new_states = []
+        for channel, channel_states in enumerate(states):
+            outputs = self.session.run(self._output_names, dict(zip(self._input_names, (audio[channel], *channel_states))))
+            clean[channel] = outputs[0]
+            new_states.append(outputs[1:])
+        return clean, new_states
 
     def stream(self, sample_rate: int | None = None, channels: int = 1) -> "DenoiserStream":
         """A fresh stateful stream for audio at `sample_rate` (default: the model's), each channel
@@ -106,16 +117,17 @@ class _ModelCore:
         self.to_skip = self.d.delay  # leading output samples that precede time zero
 
     def push(self, x: np.ndarray) -> np.ndarray:
-        x = np.concatenate([self.pending, x], axis=-1)
+        if self.pending.shape[-1]:
+            x = np.concatenate([self.pending, x], axis=-1)
         hop = self.d.hop
         usable = x.shape[-1] // hop * hop
         self.pending = x[:, usable:]
-        outs = []
         block = MAX_BLOCK_FRAMES * hop
+        outs = []
         for start in range(0, usable, block):
-            clean, self.states = self.d.run_step(np.ascontiguousarray(x[:, start:min(start + block, usable)]), self.states)
+            clean, self.states = self.d.run_step(x[:, start:min(start + block, usable)], self.states)
             outs.append(clean)
-        y = np.concatenate(outs, axis=-1) if outs else x[:, :0]
+        y = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1) if outs else x[:, :0]
         skip = min(self.to_skip, y.shape[-1])
         self.to_skip -= skip
         return y[:, skip:]
@@ -222,4 +234,6 @@ def _as_float32(audio: np.ndarray) -> np.ndarray:
     if not np.issubdtype(x.dtype, np.floating):
         raise StreamaeError(f"expected float audio in [-1, 1], got dtype {x.dtype}")
     x = np.ascontiguousarray(x, dtype=np.float32)
-    return x if np.isfinite(x).all() else np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    if np.isfinite(x.sum()):  # one reduction, no mask: a NaN or infinity anywhere makes the sum non-finite
+        return x
+    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)

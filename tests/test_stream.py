@@ -157,6 +157,25 @@ def test_input_in_the_wrong_layout_or_model_gives_a_clear_error(tiny_model, tmp_
         Denoiser(anomaly)
 
 
+def test_a_batched_step_graph_from_an_older_export_is_refused_clearly(tmp_path):
+    """Step graphs are one channel per call now; an older [batch, samples] one must say so, not
+    fail inside onnxruntime on the first chunk."""
+    from onnx import TensorProto, helper, save
+
+    old = helper.make_graph(
+        [helper.make_node("Identity", ["audio"], ["clean"]), helper.make_node("Identity", ["state_0"], ["state_0_out"])],
+        "old_step", [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["batch", "samples"]),
+                     helper.make_tensor_value_info("state_0", TensorProto.FLOAT, ["batch", 1, 80])],
+        [helper.make_tensor_value_info("clean", TensorProto.FLOAT, ["batch", "samples"]),
+         helper.make_tensor_value_info("state_0_out", TensorProto.FLOAT, ["batch", 1, 80])])
+    model = helper.make_model(old, opset_imports=[helper.make_opsetid("", 18)])
+    helper.set_model_props(model, {"streamae.kind": "denoiser", "streamae.delay": "80",
+                                   "streamae.config": json.dumps({"sample_rate": 16000, "hop": 80})})
+    save(model, tmp_path / "old.step.onnx")
+    with pytest.raises(StreamaeError, match="batch axis.*re-export"):
+        Denoiser(tmp_path / "old.onnx")
+
+
 @pytest.mark.parametrize("rate", [44100, 48000, 22050])
 def test_resampled_latency_is_as_promised_and_no_more(shipped_model, rate):
     """15 ms at these rates (README), and tight: fed one sample at a time, some output sample

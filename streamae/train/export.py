@@ -1,7 +1,7 @@
 """Export a trained DenoiserNet to the two ONNX graphs the runtime ships.
 
 - `NAME.onnx`: whole signal, audio [B, N] (N a multiple of hop) -> clean [B, N], time-aligned.
-- `NAME.step.onnx`: one streaming step, audio [B, T*hop] + states -> clean + states.
+- `NAME.step.onnx`: one streaming step of one channel, audio [T*hop] + states -> clean + states.
 
 Both carry the model's metadata (`streamae.*` keys) so the runtime needs no side files.
 """
@@ -22,14 +22,15 @@ OPSET = 18
 
 
 class _StepGraph(nn.Module):
-    """`DenoiserNet.step` rearranged for onnxruntime's cost model at 10 ms chunks.
+    """`DenoiserNet.step` for one channel, laid out for onnxruntime's cost model at 10 ms chunks.
 
-    A live 10 ms chunk is two frames, so the step graph's cost is the per-node overhead, not
-    arithmetic: onnxruntime's Conv node costs about 9 us there whatever its size, a MatMul
-    about 1 us. So after the encoder everything runs time-major ([B, T, C]) as MatMuls, with
-    BatchNorm folded into the weights: 1x1 convs are MatMuls, a dilated conv is its taps
-    (slices of state + input) concatenated and one MatMul, and the transposed-conv decoder is a
-    MatMul plus overlap-add. Same arithmetic as `step`; the block states are time-major.
+    A live 10 ms chunk is two frames, so the step graph's cost is per node, not arithmetic:
+    onnxruntime's Conv node costs about 9 us there whatever its size, a MatMul about 1 us, and a
+    2-D MatMul + Add is fused into one Gemm. So the graph has no batch axis and runs time-major
+    [T, C] throughout, BatchNorm folded into the weights: the analysis frames are a reshape of the
+    input into hops, side by side, times the analysis basis; 1x1 convs are Gemms; a dilated conv
+    is its taps (slices of state + input) side by side and one Gemm; the transposed-conv decoder
+    is a MatMul plus overlap-add. Same arithmetic as `step`; the runtime calls it per channel.
     """
 
     def __init__(self, net: DenoiserNet):
@@ -38,6 +39,11 @@ class _StepGraph(nn.Module):
         if c.window != 2 * c.hop:
             raise ValueError(f"the step graph's overlap-add assumes window = 2 * hop, got {c.window} and {c.hop}")
         self.net = net
+        self.hops_per_frame = -(-max(c.window, c.analysis_window) // c.hop)
+        self.history = (self.hops_per_frame - 1) * c.hop  # a whole number of hops: at least net.history
+        analysis = (net.analysis_basis if net.spectral else net.encoder.weight).detach()[:, 0, :].T  # [frame, code]
+        unused = self.hops_per_frame * c.hop - analysis.shape[0]  # oldest samples of the widened frame
+        self.register_buffer("analysis", torch.cat([analysis.new_zeros(unused, analysis.shape[1]), analysis]))
         self.features = _Affine(*_fold_norm(net.features[0], net.features[1]))
         self.dilations = [b.conv.dilation[0] for b in net.blocks]
         self.convs = nn.ModuleList(_Affine(*_fold_norm(b.conv, b.norm)) for b in net.blocks)
@@ -46,36 +52,37 @@ class _StepGraph(nn.Module):
         synthesis = net.synthesis_basis if net.spectral else net.decoder.weight
         self.register_buffer("synthesis", synthesis.detach()[:, 0, :].clone())  # [code, window]
 
-    def initial_states(self, batch: int) -> list[torch.Tensor]:
+    def initial_states(self) -> list[torch.Tensor]:
         net, c = self.net, self.net.config
-        blocks = [torch.zeros(batch, b.context, c.bottleneck) for b in net.blocks]
-        return [torch.zeros(batch, 1, net.history), *blocks, torch.zeros(batch, 1, net.overlap)]
+        blocks = [torch.zeros(b.context, c.bottleneck) for b in net.blocks]
+        return [torch.zeros(self.history), *blocks, torch.zeros(1, net.overlap)]
 
     def forward(self, audio: torch.Tensor, *states: torch.Tensor):
-        net = self.net
+        net, hop, reach = self.net, self.net.config.hop, self.hops_per_frame - 1
         enc_state, *block_states, dec_state = states
-        x = torch.cat([enc_state, audio.unsqueeze(1)], dim=-1)
-        code, log_code = (t.transpose(1, 2) for t in net._encode(x))  # [B, T, channels]
+        x = torch.cat([enc_state, audio])
+        hops = x.reshape(-1, hop)
+        frames = torch.cat([hops[k: k - reach] for k in range(reach)] + [hops[reach:]], dim=1)  # [T, frame], oldest first
+        code, log_code = net.activate(frames @ self.analysis, dim=1)  # [T, channels]
         h = self.features(log_code)
         new_block_states = []
         for dilation, conv, project, state in zip(self.dilations, self.convs, self.projections, block_states):
-            padded = torch.cat([state, h], dim=1)
-            context = state.shape[1]  # static: (kernel - 1) * dilation
-            taps = [padded[:, k: k - context] for k in range(0, context, dilation)] + [h]  # oldest first
-            h = h + project(torch.relu(conv(torch.cat(taps, dim=-1))))
-            new_block_states.append(padded[:, -context:])
+            padded = torch.cat([state, h])
+            context = state.shape[0]  # static: (kernel - 1) * dilation
+            taps = [padded[k: k - context] for k in range(0, context, dilation)] + [h]  # oldest first
+            h = h + project(torch.relu(conv(torch.cat(taps, dim=1))))
+            new_block_states.append(padded[-context:])
         mask = torch.sigmoid(self.mask(h))
         if net.spectral:
-            mask = torch.cat([mask, mask], dim=-1)  # real and imaginary parts alike
-        frames = (code * mask) @ self.synthesis  # [B, T, window]
-        hop = net.config.hop
-        tails = torch.cat([dec_state, frames[..., hop:]], dim=1)  # second halves, the previous step's last one first
-        clean = (frames[..., :hop] + tails[:, :-1]).flatten(1)
-        return (clean, x[..., -net.history:], *new_block_states, tails[:, -1:])
+            mask = torch.cat([mask, mask], dim=1)  # real and imaginary parts alike
+        synthesised = (code * mask) @ self.synthesis  # [T, window]
+        tails = torch.cat([dec_state, synthesised[:, hop:]])  # second halves, the previous step's last one first
+        clean = (synthesised[:, :hop] + tails[:-1]).reshape(-1)
+        return (clean, x[-self.history:], *new_block_states, tails[-1:])
 
 
 class _Affine(nn.Module):
-    """x [B, T, in] -> x @ weight + bias: a conv's taps as one MatMul."""
+    """x [T, in] -> x @ weight + bias: a conv's taps as one Gemm."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
         super().__init__()
@@ -83,7 +90,7 @@ class _Affine(nn.Module):
         self.register_buffer("bias", bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ self.weight + self.bias
+        return torch.addmm(self.bias, x, self.weight)
 
 
 @torch.no_grad()
@@ -117,14 +124,13 @@ def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         step = _StepGraph(net).eval()
-        states = step.initial_states(2)
+        states = step.initial_states()
         state_names = [f"state_{i}" for i in range(len(states))]
-        state_dims = [{0: batch} for _ in states]
         prog = torch.onnx.export(
-            step, (example, *states), dynamo=True, external_data=False,
+            step, (example[0], *states), dynamo=True, external_data=False,
             opset_version=OPSET, input_names=["audio", *state_names],
             output_names=["clean", *[f"{n}_out" for n in state_names]],
-            dynamic_shapes=({0: batch, 1: frames * hop}, tuple(state_dims)), verbose=False,
+            dynamic_shapes=({0: frames * hop}, tuple({} for _ in states)), verbose=False,
         )
         step_path = step_graph_path(path)
         _save(prog, step_path, meta)

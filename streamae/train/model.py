@@ -125,13 +125,21 @@ class DenoiserNet(nn.Module):
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Input with history -> (code, its log magnitude for the mask network), a frame per hop."""
         if not self.spectral:
-            code = F.relu(self.encoder(x[..., self.history - self.overlap:]))
+            return self.activate(self.encoder(x[..., self.history - self.overlap:]), dim=1)
+        return self.activate(F.conv1d(x, self.analysis_basis, stride=self.config.hop), dim=1)
+
+    def activate(self, analysed: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Analysis output (channels on `dim`) -> (code, log magnitude for the mask network).
+
+        The learned front end's code is its ReLU; the spectral one's is the spectrum itself, real
+        parts then imaginary, whose magnitude the mask network sees."""
+        if not self.spectral:
+            code = F.relu(analysed)
             return code, torch.log(code + LOG_FLOOR)
-        spectrum = F.conv1d(x, self.analysis_basis, stride=self.config.hop)  # [B, 2*bins, T]: re, im
-        re, im = spectrum.chunk(2, dim=1)
+        re, im = analysed.chunk(2, dim=dim)
         # clamp, not `+ LOG_FLOOR ** 2`: the ONNX optimizer drops an add of 1e-8 as "adding zero",
         # and digital silence then gives log(0) = -inf, NaN ever after in the stream
-        return spectrum, 0.5 * torch.log(torch.clamp(re * re + im * im, min=LOG_FLOOR ** 2))
+        return analysed, 0.5 * torch.log(torch.clamp(re * re + im * im, min=LOG_FLOOR ** 2))
 
     def _decode(self, code: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (masked code as the sparsity measure sees it, overlap-add frames).

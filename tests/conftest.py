@@ -67,13 +67,13 @@ def tiny_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_spectral_model(tmp_path_factory) -> Path:
-    """An untrained tiny model with the spectral front end (a 240-sample asymmetric STFT),
-    seeded and exported; its weights go to `path`.pt."""
+    """An untrained tiny model with the spectral front end (a 200-sample asymmetric STFT: not a
+    whole number of 80-sample hops, as 512 is not), seeded and exported; its weights go to `path`.pt."""
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
 
     path = tmp_path_factory.mktemp("tiny-spectral") / "tiny.onnx"
-    net = DenoiserNet(DenoiserConfig(analysis_window=240, bottleneck=16, hidden=16, dilations=(1, 2, 4)))
+    net = DenoiserNet(DenoiserConfig(analysis_window=200, bottleneck=16, hidden=16, dilations=(1, 2, 4)))
     _wake_and_export(net, path, {"steps": 0})
     return path
 

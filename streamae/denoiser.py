@@ -127,7 +127,7 @@ class _ModelCore:
         for start in range(0, usable, block):
             clean, self.states = self.d.run_step(x[:, start:min(start + block, usable)], self.states)
             outs.append(clean)
-        y = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1) if outs else x[:, :0]
+        y = outs[0] if len(outs) == 1 else np.concatenate([x[:, :0], *outs], axis=-1)
         skip = min(self.to_skip, y.shape[-1])
         self.to_skip -= skip
         return y[:, skip:]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train several denoiser variants side by side on one GPU (each process alone leaves it mostly
 # idle), from a pack made by scripts/make_train_pack.py. Checkpoints and logs go to OUT/<name>/.
-#   [RUNS="small spectral"] [NOISE="noise noise_nc"] [RESUME=DIR] bash scripts/train_denoiser_gpu.sh PACK OUT MINUTES [EXTRA...]
+#   [RUNS="small spectral"] [NOISE="noise noise_nc"] [RESUME=DIR] [INIT=DIR] bash scripts/train_denoiser_gpu.sh PACK OUT MINUTES [EXTRA...]
 # Variants: small (the learned filterbank, denoiser-v1's config), medium, large, lowsnr (small on
 # -5..15 dB only), spectral (a 512-sample asymmetric STFT front end, same mask network) and
 # spectral-large. EXTRA goes to every run, e.g. --init models/denoiser-v1.pt to continue from the
@@ -9,6 +9,8 @@
 # Runs longer than one device call: give every sitting the same MINUTES (the whole schedule) and
 # --stop-after M (this sitting) in EXTRA, bring OUT back, and carry it as RESUME=DIR next time:
 # each DIR/<name>/checkpoint.pt is copied into OUT/<name>/ and that run goes on where it stopped.
+# INIT=DIR starts each run that has a DIR/<name>.pt from those weights (e.g. a CPU run's checkpoint,
+# or models/denoiser-v1.pt as small.pt), with a new schedule; a resumed run ignores it.
 set -u
 PACK=${1:-.pack}; OUT=${2:-runs/gpu}; MINUTES=${3:-8}
 extra=("${@:4}")
@@ -32,8 +34,10 @@ for name in ${RUNS:-small large medium}; do
   [ -n "${variant[$name]+set}" ] || { echo "unknown variant $name (have: ${!variant[*]})" >&2; exit 2; }
   mkdir -p "$OUT/$name"
   if [ -n "${RESUME:-}" ] && [ -f "$RESUME/$name/checkpoint.pt" ]; then cp "$RESUME/$name/checkpoint.pt" "$OUT/$name/"; fi
+  init=()
+  if [ -n "${INIT:-}" ] && [ -f "$INIT/$name.pt" ]; then init=(--init "$INIT/$name.pt"); fi
   # shellcheck disable=SC2086  # the variant's options are meant to split
-  python3 -m streamae.train.train_denoiser "${common[@]}" "${extra[@]}" ${variant[$name]} \
+  python3 -m streamae.train.train_denoiser "${common[@]}" "${init[@]}" "${extra[@]}" ${variant[$name]} \
     --run-dir "$OUT/$name" > "$OUT/$name/log.txt" 2>&1 &
   pids+=($!)
 done

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,7 +221,12 @@ def _dev_improvement(net: DenoiserNet, dev) -> float:
     return (si_sdr_db(est, clean) - si_sdr_db(noisy, clean)).mean().item()
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # `python -m streamae.train.train_denoiser`, as scripts/train_denoiser_gpu.sh runs it
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
-    main(parser.parse_args())
+    try:
+        main(parser.parse_args())
+    except StreamaeError as e:
+        sys.exit(f"error: {e}")
+    except KeyboardInterrupt:  # a stop by signal has saved its checkpoint and said so: no traceback
+        sys.exit(130)

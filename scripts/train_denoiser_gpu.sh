@@ -2,10 +2,10 @@
 # Train several denoiser variants side by side on one GPU (each process alone leaves it mostly
 # idle), from a pack made by scripts/make_train_pack.py. Checkpoints and logs go to OUT/<name>/.
 #   [RUNS="small spectral"] [NOISE="noise noise_nc"] [RESUME=DIR] [INIT=DIR] bash scripts/train_denoiser_gpu.sh PACK OUT MINUTES [EXTRA...]
-# Variants: small (the learned filterbank, denoiser-v1's config), medium, large, lowsnr (small on
-# -5..15 dB only), spectral (a 512-sample asymmetric STFT front end, same mask network) and
-# spectral-large. EXTRA goes to every run, e.g. --init models/denoiser-v1.pt to continue from the
-# shipped weights (only small and lowsnr fit v1; the spectral runs start from their own checkpoints).
+# Variants: small (the learned filterbank, denoiser-v1's config), medium, large, wide (large's
+# widths in 6 blocks, 1.3 s of context: 2.5x small's parameters for about 1.2x its streaming
+# cost), lowsnr (small on -5..15 dB only), spectral (a 512-sample asymmetric STFT front end, same
+# mask network) and spectral-large. EXTRA goes to every run (INIT, below, is per run).
 # Runs longer than one device call: give every sitting the same MINUTES (the whole schedule) and
 # --stop-after M (this sitting) in EXTRA, bring OUT back, and carry it as RESUME=DIR next time:
 # each DIR/<name>/checkpoint.pt is copied into OUT/<name>/ and that run goes on where it stopped.
@@ -25,6 +25,7 @@ declare -A variant=(
   [small]=""
   [medium]="--bottleneck 96 --hidden 192"
   [large]="--bottleneck 128 --hidden 256"
+  [wide]="--bottleneck 128 --hidden 256 --dilations 1 2 4 8 16 32"
   [lowsnr]="--snr -5 15"
   [spectral]="--analysis-window 512"
   [spectral-large]="--analysis-window 512 --bottleneck 128 --hidden 256"

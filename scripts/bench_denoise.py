@@ -138,11 +138,7 @@ class Streamae:
 def evaluate(system, mixes: list[Mixture]) -> dict:
     rows, lags = [], []
     for m in mixes:
-        x = resample(m.noisy, RATE, system.rate) if system.rate != RATE else m.noisy
-        y, _ = system.run(x.astype(np.float32))
-        y = resample(y.astype(np.float32), system.rate, RATE) if system.rate != RATE else y
-        lag = measure_lag(y, m.clean)
-        aligned = np.pad(y[lag:], (0, max(0, len(m.clean) - len(y) + lag)))[: len(m.clean)]
+        aligned, lag = aligned_output(system, m)
         rows.append((m.snr_db, quality_scores(aligned, m.clean)))
         lags.append(lag)
     return {"mean": _mean([r for _, r in rows]),
@@ -162,6 +158,16 @@ def stream_costs(systems: list, mixes: list[Mixture], rounds: int, seconds: floa
         for s, xs in zip(systems, inputs):
             costs[s.name].append(s.run(xs)[1] / (len(x) / RATE))
     return costs
+
+
+def aligned_output(system, m: Mixture) -> tuple[np.ndarray, int]:
+    """The system's output for the mixture at 16 kHz, shifted by its measured lag to line up with
+    the clean speech (same length), and that lag in samples."""
+    x = resample(m.noisy, RATE, system.rate) if system.rate != RATE else m.noisy
+    y, _ = system.run(x.astype(np.float32))
+    y = resample(y.astype(np.float32), system.rate, RATE) if system.rate != RATE else y
+    lag = measure_lag(y, m.clean)
+    return np.pad(y[lag:], (0, max(0, len(m.clean) - len(y) + lag)))[: len(m.clean)], lag
 
 
 def measure_lag(y: np.ndarray, clean: np.ndarray) -> int:

@@ -38,7 +38,7 @@ for name in ${RUNS:-small large medium}; do
   init=()
   if [ -n "${INIT:-}" ] && [ -f "$INIT/$name.pt" ]; then init=(--init "$INIT/$name.pt"); fi
   # shellcheck disable=SC2086  # the variant's options are meant to split
-  python3 -m streamae.train.train_denoiser "${common[@]}" "${init[@]}" "${extra[@]}" ${variant[$name]} \
+  python3 -m streamae train denoiser "${common[@]}" "${init[@]}" "${extra[@]}" ${variant[$name]} \
     --run-dir "$OUT/$name" > "$OUT/$name/log.txt" 2>&1 &
   pids+=($!)
 done

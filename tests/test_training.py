@@ -271,12 +271,12 @@ def test_a_signal_asks_the_training_loop_to_stop_and_handlers_are_restored(sig):
 
 
 def test_the_module_entry_reports_errors_in_one_line(tmp_path):
-    """scripts/train_denoiser_gpu.sh runs `python -m streamae.train.train_denoiser`: a bad run says
-    why in one line and exits non-zero, as the CLI does, not with a traceback."""
+    """`python -m streamae.train.train_denoiser` goes through the CLI: a bad run says why in one
+    line and exits non-zero, not with a traceback."""
     import subprocess
     import sys
 
     r = subprocess.run([sys.executable, "-m", "streamae.train.train_denoiser", "--speech", str(tmp_path),
                         "--noise", str(tmp_path), "--minutes", "0"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines() == ["error: no training budget: give --minutes or --steps above 0"]
+    assert r.stderr.strip().splitlines() == ["streamae: error: no training budget: give --minutes or --steps above 0"]

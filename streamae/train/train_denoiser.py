@@ -21,7 +21,7 @@ from .model import DenoiserNet, count_parameters
 from ..denoiser import step_graph_path
 from ..errors import StreamaeError
 from .loop import GracefulStop, learning_rate, progress, save_checkpoint
-from .options import add_arguments, check_budget
+from .options import check_budget
 
 WARMUP_STEPS = 300
 
@@ -221,12 +221,7 @@ def _dev_improvement(net: DenoiserNet, dev) -> float:
     return (si_sdr_db(est, clean) - si_sdr_db(noisy, clean)).mean().item()
 
 
-if __name__ == "__main__":  # `python -m streamae.train.train_denoiser`, as scripts/train_denoiser_gpu.sh runs it
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    try:
-        main(parser.parse_args())
-    except StreamaeError as e:
-        sys.exit(f"error: {e}")
-    except KeyboardInterrupt:  # a stop by signal has saved its checkpoint and said so: no traceback
-        sys.exit(130)
+if __name__ == "__main__":  # same as `streamae train denoiser ...`, whose CLI reports errors and stops
+    from ..cli import main as cli_main
+
+    sys.exit(cli_main(["train", "denoiser", *sys.argv[1:]]))

@@ -270,6 +270,8 @@ def run(args: argparse.Namespace) -> int:
     if args.out_dir is None:
         if args.output is None or len(args.input) != 1:
             raise StreamaeError("give -o OUT for one input file, or --out-dir DIR for many")
+        if Path(args.input[0]).is_dir():
+            raise StreamaeError("is a folder: clean the files in it with --out-dir DIR, not -o", args.input[0])
         return _run_one(args)
     if args.output is not None:
         raise StreamaeError("-o and --out-dir cannot be used together")

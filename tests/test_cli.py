@@ -69,7 +69,7 @@ def test_errors_are_one_clear_line(tiny_model, tmp_path):
     sf.write(good, speechlike(0.5), 16000)
     cases = {
         (str(tmp_path / "missing.wav"), str(tmp_path / "o.wav")): "no such file",
-        (str(tmp_path), str(tmp_path / "o.wav")): "is a directory",
+        (str(tmp_path), str(tmp_path / "o.wav")): "is a folder: clean the files in it with --out-dir DIR",
         (str(empty), str(tmp_path / "o.wav")): "empty",
         (str(corrupt), str(tmp_path / "o.wav")): "cannot read audio",
         (str(good), str(tmp_path / "nowhere" / "o.wav")): "output folder does not exist",

@@ -3,7 +3,7 @@
     python scripts/export_denoiser.py runs/gpu1/small/checkpoint.pt runs/gpu1/small/small.onnx \
         --dev-speech ../shared/data/speech/dev --dev-noise ../shared/data/noise/dev
 
-Several checkpoints (late snapshots of one run) are averaged into one model. The dev audio is only used to measure the code's sparsity for the model card.
+The dev audio is only used to measure the code's sparsity for the model card.
 """
 from __future__ import annotations
 
@@ -16,27 +16,26 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streamae.train.data import MixConfig, Mixer, load_corpus  # noqa: E402
 from streamae.train.config import DenoiserConfig  # noqa: E402
-from streamae.train.loop import average_checkpoints  # noqa: E402
 from streamae.train.model import DenoiserNet  # noqa: E402
 from streamae.train.train_denoiser import export  # noqa: E402
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="one, or several to average")
+    p.add_argument("checkpoint")
     p.add_argument("output", help="NAME.onnx; NAME.step.onnx is written beside it")
     p.add_argument("--dev-speech", nargs="+", required=True)
     p.add_argument("--dev-noise", nargs="+", required=True)
     p.add_argument("--training-note", default="", help="free text stored in the training metadata")
     p.add_argument("--weights-out", default=None, help="also write the weights (no optimizer) here, for --init")
     args = p.parse_args()
-    ckpt = average_checkpoints([torch.load(c, map_location="cpu", weights_only=False) for c in args.checkpoints])
+    ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     net = DenoiserNet(DenoiserConfig.from_dict(ckpt["config"]))
     net.load_state_dict(ckpt["model"])
     mix = MixConfig(snr_low=-5, snr_high=15, p_clean=0, p_reverb=0, p_gap=0, p_second_noise=0, p_synthetic=0)
     probe, _ = Mixer(load_corpus(args.dev_speech, 16000, 0.5), load_corpus(args.dev_noise, 16000, 0.2), [],
                      torch.device("cpu"), mix, seed=1234).batch(32)
-    training = {"steps": ckpt["step"], "minutes": round(ckpt["elapsed"] / 60, 1), "checkpoint": " + ".join(Path(c).name for c in args.checkpoints)}
+    training = {"steps": ckpt["step"], "minutes": round(ckpt["elapsed"] / 60, 1), "checkpoint": Path(args.checkpoint).name}
     if args.training_note:
         training["note"] = args.training_note
     export(net, probe, args.output, training)

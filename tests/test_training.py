@@ -280,28 +280,3 @@ def test_the_module_entry_reports_errors_in_one_line(tmp_path):
                         "--noise", str(tmp_path), "--minutes", "0"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == ["streamae: error: no training budget: give --minutes or --steps above 0"]
-
-
-def test_checkpoints_average_weight_by_weight_and_only_within_one_architecture():
-    import torch
-    from streamae.train.config import DenoiserConfig
-    from streamae.train.loop import average_checkpoints
-    from streamae.train.model import DenoiserNet
-
-    config = DenoiserConfig(bottleneck=8, hidden=8, dilations=(1,))
-    nets = [DenoiserNet(config) for _ in range(3)]
-    for seed, net in enumerate(nets):
-        torch.manual_seed(seed)
-        for p in net.parameters():
-            p.data.normal_()
-        net.blocks[0].norm.num_batches_tracked.fill_(10 * seed)
-    ckpts = [{"model": n.state_dict(), "config": config.to_dict(), "step": i} for i, n in enumerate(nets)]
-    mean = average_checkpoints(ckpts)
-    weight = "blocks.0.conv.weight"
-    expected = (ckpts[0]["model"][weight] + ckpts[1]["model"][weight] + ckpts[2]["model"][weight]) / 3
-    assert torch.allclose(mean["model"][weight], expected, atol=1e-6)
-    assert int(mean["model"]["blocks.0.norm.num_batches_tracked"]) == 20 and mean["step"] == 2
-    DenoiserNet(config).load_state_dict(mean["model"])  # a complete, loadable state
-    other = DenoiserConfig(bottleneck=8, hidden=16, dilations=(1,))
-    with pytest.raises(ValueError, match="different architectures"):
-        average_checkpoints([ckpts[0], {"model": DenoiserNet(other).state_dict(), "config": other.to_dict()}])

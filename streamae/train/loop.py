@@ -67,17 +67,3 @@ class GracefulStop:
         if self.signal:
             return self.signal
         return "--stop-after" if time.time() >= self.deadline else None
-
-
-def average_checkpoints(checkpoints: list[dict]) -> dict:
-    """Mean of several checkpoints' weights (late snapshots of one run, e.g. along the end of
-    its cosine), which usually generalises a little better than the last one alone. Counters
-    such as BatchNorm's `num_batches_tracked` come from the last checkpoint."""
-    if not checkpoints:
-        raise ValueError("no checkpoints to average")
-    last = checkpoints[-1]
-    if any(c["config"] != last["config"] or c["model"].keys() != last["model"].keys() for c in checkpoints):
-        raise ValueError("checkpoints of different architectures cannot be averaged")
-    model = {name: torch.stack([c["model"][name] for c in checkpoints]).mean(0) if value.is_floating_point() else value
-             for name, value in last["model"].items()}
-    return {**last, "model": model}

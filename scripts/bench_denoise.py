@@ -247,7 +247,8 @@ def main() -> None:
     p.add_argument("--model", action="append", default=[], metavar="NAME=PATH", help="streamae model(s) to compare")
     p.add_argument("--skip", nargs="*", default=[], help="anchor systems to leave out (by class name)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N dev mixtures (quick runs)")
-    p.add_argument("--cpu-rounds", type=int, default=5, help="interleaved rounds of the CPU measurement")
+    p.add_argument("--cpu-rounds", type=int, default=9,
+                   help="interleaved rounds of the CPU measurement (9: this shared machine drifts between rounds)")
     p.add_argument("--cpu-seconds", type=float, default=60.0, help="audio streamed per system and round")
     p.add_argument("--json", default="runs/bench_denoise.json")
     p.add_argument("--markdown", default=None, help="write/replace the '## Denoising' section of this file")

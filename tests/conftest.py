@@ -78,6 +78,22 @@ def tiny_spectral_model(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_recurrent_model(tmp_path_factory) -> Path:
+    """An untrained tiny model whose mask network is two GRU layers (learned front end), seeded
+    and exported; its weights go to `path`.pt."""
+    from streamae.train.config import DenoiserConfig
+    from streamae.train.model import DenoiserNet
+
+    import torch
+
+    path = tmp_path_factory.mktemp("tiny-recurrent") / "tiny.onnx"
+    torch.manual_seed(1)  # the GRU's initial weights
+    net = DenoiserNet(DenoiserConfig(code=32, bottleneck=16, hidden=24, recurrent=2))
+    _wake_and_export(net, path, {"steps": 0})
+    return path
+
+
 def _wake_and_export(net, path: Path, training: dict) -> None:
     """The blocks' output projections and the mask layer start at zero by design and are still
     ~1e-5 after a few steps, so the mask network's states would hardly touch the output and no

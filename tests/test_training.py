@@ -21,11 +21,13 @@ def test_exported_model_loads_and_reports_itself(tiny_model):
 
 
 def _tiny(front_end: str, request):
-    """The tiny exported model with the learned filterbank (trained) or the spectral front end."""
-    return request.getfixturevalue({"learned": "tiny_model", "spectral": "tiny_spectral_model"}[front_end])
+    """The tiny exported model with the learned filterbank (trained), the spectral front end, or
+    the learned front end with a recurrent mask network."""
+    fixtures = {"learned": "tiny_model", "spectral": "tiny_spectral_model", "recurrent": "tiny_recurrent_model"}
+    return request.getfixturevalue(fixtures[front_end])
 
 
-@pytest.mark.parametrize("front_end", ["learned", "spectral"])
+@pytest.mark.parametrize("front_end", ["learned", "spectral", "recurrent"])
 def test_exported_graphs_equal_the_torch_model(front_end, request):
     """The runtime (step graph, streamed by numpy) against the PyTorch model it was exported from."""
     import torch
@@ -44,17 +46,21 @@ def test_exported_graphs_equal_the_torch_model(front_end, request):
     edge = 2 * net.config.hop  # the last frames: torch stops at the end, the stream pads silence
     np.testing.assert_allclose(y[:-edge], expected[:-edge], atol=1e-5)
     assert np.abs(y - x).max() > 0.01  # the mask network really changes the signal
+    stream = Denoiser(tiny_model).stream()  # 10 ms chunks: every state is carried from call to call
+    chunks = [stream.process(x[i: i + 160]) for i in range(0, len(x), 160)] + [stream.flush()]
+    np.testing.assert_allclose(np.concatenate(chunks)[stream.latency_samples:], y, atol=1e-5)
 
 
-@pytest.mark.parametrize("front_end, history", [("learned", 160 - 80), ("spectral", 3 * 80 - 80)])
-def test_step_graph_has_explicit_states(front_end, history, request):
+@pytest.mark.parametrize("front_end, history, mask_states", [("learned", 160 - 80, 3), ("spectral", 3 * 80 - 80, 3),
+                                                              ("recurrent", 160 - 80, 1)])
+def test_step_graph_has_explicit_states(front_end, history, mask_states, request):
     """The analysis window, not the 160-sample synthesis frame, sets the input history, rounded
     up to whole hops (the step graph frames its input by reshaping it into hops)."""
     tiny_model = _tiny(front_end, request)
     step = ort.InferenceSession(str(tiny_model.with_name("tiny.step.onnx")), providers=["CPUExecutionProvider"])
     inputs = [i.name for i in step.get_inputs()]
     outputs = [o.name for o in step.get_outputs()]
-    assert inputs[0] == "audio" and len(inputs) == 1 + 3 + 2  # encoder, 3 blocks, decoder
+    assert inputs[0] == "audio" and len(inputs) == 1 + mask_states + 2  # encoder, 3 blocks or the GRU, decoder
     assert step.get_inputs()[1].shape[-1] == history
     assert outputs == ["clean"] + [f"{n}_out" for n in inputs[1:]]
     assert Denoiser(tiny_model).latency_samples == 159  # the synthesis window alone sets the latency

@@ -18,6 +18,10 @@ class DenoiserConfig:
     # synthesis `window`, reaching only into the past. The mask then works on fine frequency
     # bins (pitch harmonics) while latency stays window - 1. 0: the learned filterbank (v1).
     analysis_window: int = 0
+    # Recurrent mask network: this many GRU layers of width `hidden` replace the dilated blocks
+    # (whose `kernel` and `dilations` are then unused); its state is one vector per layer, where a
+    # dilated block carries its whole receptive field. 0: the dilated conv blocks (v1).
+    recurrent: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -7,6 +7,7 @@ Both carry the model's metadata (`streamae.*` keys) so the runtime needs no side
 """
 from __future__ import annotations
 
+import copy
 import json
 import warnings
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import onnx
 import torch
 from torch import nn
+from onnxscript import opset18 as op
 
 from ..denoiser import step_graph_path
 from .model import DenoiserNet
@@ -30,7 +32,8 @@ class _StepGraph(nn.Module):
     [T, C] throughout, BatchNorm folded into the weights: the analysis frames are a reshape of the
     input into hops, side by side, times the analysis basis; 1x1 convs are Gemms; a dilated conv
     is its taps (slices of state + input) side by side and one Gemm; the transposed-conv decoder
-    is a MatMul plus overlap-add. Same arithmetic as `step`; the runtime calls it per channel.
+    is a MatMul plus overlap-add; GRU layers are ONNX GRU nodes. Same arithmetic as `step`; the
+    runtime calls it per channel.
     """
 
     def __init__(self, net: DenoiserNet):
@@ -46,6 +49,7 @@ class _StepGraph(nn.Module):
         self.register_buffer("analysis", torch.cat([analysis.new_zeros(unused, analysis.shape[1]), analysis]))
         self.features = _Affine(*_fold_norm(net.features[0], net.features[1]))
         self.dilations = [b.conv.dilation[0] for b in net.blocks]
+        self.gru = _ExportedGRU(net.gru) if c.recurrent else None
         self.convs = nn.ModuleList(_Affine(*_fold_norm(b.conv, b.norm)) for b in net.blocks)
         self.projections = nn.ModuleList(_Affine(*_fold_norm(b.project)) for b in net.blocks)
         self.mask = _Affine(*_fold_norm(net.mask))
@@ -55,6 +59,8 @@ class _StepGraph(nn.Module):
     def initial_states(self) -> list[torch.Tensor]:
         net, c = self.net, self.net.config
         blocks = [torch.zeros(b.context, c.bottleneck) for b in net.blocks]
+        if c.recurrent:
+            blocks.append(torch.zeros(c.recurrent, c.hidden))
         return [torch.zeros(self.history), *blocks, torch.zeros(1, net.overlap)]
 
     def forward(self, audio: torch.Tensor, *states: torch.Tensor):
@@ -66,6 +72,10 @@ class _StepGraph(nn.Module):
         code, log_code = net.activate(frames @ self.analysis, dim=1)  # [T, channels]
         h = self.features(log_code)
         new_block_states = []
+        if self.gru is not None:  # [T, batch 1, C]
+            out, hidden = self.gru(h[:, None, :], block_states[0][:, None, :])
+            h = out[:, 0, :]
+            new_block_states.append(hidden[:, 0, :])
         for dilation, conv, project, state in zip(self.dilations, self.convs, self.projections, block_states):
             padded = torch.cat([state, h])
             context = state.shape[0]  # static: (kernel - 1) * dilation
@@ -105,6 +115,54 @@ def _fold_norm(conv: nn.Conv1d, norm: nn.BatchNorm1d | None = None) -> tuple[tor
     return weight.permute(2, 1, 0).reshape(kernel * inp, out).clone(), bias.clone()
 
 
+@torch.library.custom_op("streamae::gru", mutates_args=())
+def _gru(x: torch.Tensor, h0: torch.Tensor, weights: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A time-major, biased, forward GRU, as one op the exporter does not look inside.
+
+    Traced as aten.gru, torch unrolls it over the example's frames, fixing their number in the
+    graph's shapes; as this op it keeps a symbolic length and becomes ONNX GRU nodes."""
+    out, h = torch.gru(x, h0, weights, True, len(weights) // 4, 0.0, False, False, False)
+    return out.clone(), h.clone()
+
+
+@_gru.register_fake
+def _(x, h0, weights):
+    return x.new_empty(x.shape[0], x.shape[1], h0.shape[2]), h0.new_empty(h0.shape)
+
+
+class _ExportedGRU(nn.Module):
+    """Stands in for an nn.GRU (same weights, same call) while exporting."""
+
+    def __init__(self, gru: nn.GRU):
+        super().__init__()
+        if not gru.bias or gru.bidirectional or gru.batch_first:
+            raise NotImplementedError("the exporter takes time-major, forward, biased GRUs only")
+        self.gru = gru
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return _gru(x, h0, list(self.gru._flat_weights))
+
+
+def _gru_as_onnx(x, h0, weights):
+    """streamae::gru -> one ONNX GRU node per layer."""
+    finals = []
+    for layer in range(len(weights) // 4):
+        w_ih, w_hh, b_ih, b_hh = weights[4 * layer: 4 * layer + 4]
+        y, h = op.GRU(x, op.Unsqueeze(_zrn(w_ih), [0]), op.Unsqueeze(_zrn(w_hh), [0]),
+                      op.Unsqueeze(op.Concat(_zrn(b_ih), _zrn(b_hh), axis=0), [0]), None,
+                      op.Slice(h0, [layer], [layer + 1], [0]),
+                      hidden_size=h0.shape[2], linear_before_reset=1)  # torch applies the reset after R
+        x = op.Squeeze(y, [1])  # [T, directions=1, B, H] -> [T, B, H]
+        finals.append(h)
+    return x, op.Concat(*finals, axis=0)
+
+
+def _zrn(stacked):
+    """torch stacks a GRU's gates r, z, n; ONNX expects z, r, n."""
+    r, z, n = op.Split(stacked, num_outputs=3, axis=0)
+    return op.Concat(z, r, n, axis=0)
+
+
 def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple[Path, Path]:
     """Write the whole-signal graph to `path` and the step graph beside it."""
     net = net.eval().cpu()
@@ -131,17 +189,26 @@ def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple
             opset_version=OPSET, input_names=["audio", *state_names],
             output_names=["clean", *[f"{n}_out" for n in state_names]],
             dynamic_shapes=({0: frames * hop}, tuple({} for _ in states)), verbose=False,
+            custom_translation_table=_TRANSLATIONS,
         )
         step_path = step_graph_path(path)
         _save(prog, step_path, meta)
 
+        whole = net
+        if net.config.recurrent:  # a copy with the export stand-in: the caller's net is untouched
+            whole = copy.deepcopy(net)
+            whole.gru = _ExportedGRU(whole.gru)
         prog = torch.onnx.export(
-            net, (example,), dynamo=True, external_data=False, opset_version=OPSET,
+            whole, (example,), dynamo=True, external_data=False, opset_version=OPSET,
             input_names=["audio"], output_names=["clean"],
             dynamic_shapes=({0: batch, 1: frames * hop},), verbose=False,
+            custom_translation_table=_TRANSLATIONS,
         )
         _save(prog, path, meta)
     return path, step_path
+
+
+_TRANSLATIONS = {torch.ops.streamae.gru.default: _gru_as_onnx}
 
 
 def _save(program, path: Path, meta: dict) -> None:

@@ -1,6 +1,6 @@
 """The causal 1-D convolutional denoising autoencoder.
 
-encoder -> code -> mask network (causal dilated conv blocks on the log-code) -> masked code
+encoder -> code -> mask network (causal dilated conv blocks, or GRU layers, on the log-code) -> masked code
   -> transposed-conv decoder (overlap-add), with one of two front ends:
   - learned filterbank (v1): window W, hop H, ReLU code;
   - spectral: a fixed asymmetric STFT, analysis window longer than W and reaching only into
@@ -62,8 +62,12 @@ class DenoiserNet(nn.Module):
             self.decoder = nn.ConvTranspose1d(c.code, 1, c.window, stride=c.hop, bias=False)
             channels = c.code
         self.features = nn.Sequential(nn.Conv1d(channels, c.bottleneck, 1), nn.BatchNorm1d(c.bottleneck))
-        self.blocks = nn.ModuleList(CausalBlock(c.bottleneck, c.hidden, c.kernel, d) for d in c.dilations)
-        self.mask = nn.Conv1d(c.bottleneck, channels, 1)
+        if c.recurrent:
+            self.blocks = nn.ModuleList()
+            self.gru = nn.GRU(c.bottleneck, c.hidden, c.recurrent)  # time-major, as ONNX's GRU
+        else:
+            self.blocks = nn.ModuleList(CausalBlock(c.bottleneck, c.hidden, c.kernel, d) for d in c.dilations)
+        self.mask = nn.Conv1d(c.hidden if c.recurrent else c.bottleneck, channels, 1)
         nn.init.constant_(self.mask.bias, 3.0)  # mask ~0.95: start near pass-through
         nn.init.zeros_(self.mask.weight)
         if not self.spectral:
@@ -93,6 +97,8 @@ class DenoiserNet(nn.Module):
         c = self.config
         shapes = [(batch, 1, self.history)]  # encoder input history
         shapes += [(batch, c.bottleneck, b.context) for b in self.blocks]
+        if c.recurrent:
+            shapes.append((c.recurrent, batch, c.hidden))  # GRU hidden state, one row per layer
         shapes.append((batch, 1, self.overlap))  # decoder overlap-add tail
         return shapes
 
@@ -112,6 +118,10 @@ class DenoiserNet(nn.Module):
         code, log_code = self._encode(x)
         h = self.features(log_code)
         new_block_states = []
+        if self.config.recurrent:
+            out, hidden = self.gru(h.permute(2, 0, 1), block_states[0])  # [T, B, C]
+            h = out.permute(1, 2, 0)
+            new_block_states.append(hidden)
         for block, state in zip(self.blocks, block_states):
             h, s = block(h, state)
             new_block_states.append(s)

@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--analysis-window", type=int, default=DenoiserConfig.analysis_window,
                    help="spectral front end: asymmetric STFT analysis window in samples, longer than the "
                         "10 ms synthesis window (e.g. 512); 0: learned filterbank (v1)")
+    p.add_argument("--recurrent", type=int, default=DenoiserConfig.recurrent,
+                   help="GRU layers (width --hidden) instead of the dilated conv blocks; 0: conv blocks (v1)")
     p.add_argument("--dilations", type=int, nargs="+", default=list(DenoiserConfig.dilations))
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")

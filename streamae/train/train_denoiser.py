@@ -82,7 +82,8 @@ class Run:
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt_path = run_dir / "checkpoint.pt"
         config = DenoiserConfig(code=args.code, bottleneck=args.bottleneck, hidden=args.hidden,
-                                dilations=tuple(args.dilations), analysis_window=args.analysis_window)
+                                dilations=tuple(args.dilations), analysis_window=args.analysis_window,
+                                recurrent=args.recurrent)
         resume = ckpt_path.exists() and not args.fresh
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
         init = torch.load(args.init, map_location="cpu", weights_only=False) if args.init and not resume else None

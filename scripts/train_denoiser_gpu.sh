@@ -6,7 +6,8 @@
 # widths in 6 blocks, 1.3 s of context: 2.5x small's parameters for about 1.2x its streaming
 # cost), lowsnr (small on -5..15 dB only), spectral (a 512-sample asymmetric STFT front end, same
 # mask network), spectral-large and spectral-gru (that front end with two GRU layers of 128 as the
-# mask network: 0.9x the parameters, cheaper to stream than the dilated blocks). EXTRA goes to every run (INIT, below, is per run).
+# mask network: 0.9x the parameters, cheaper to stream than the dilated blocks). EXTRA goes to
+# every run (INIT, below, is per run).
 # Runs longer than one device call: give every sitting the same MINUTES (the whole schedule) and
 # --stop-after M (this sitting) in EXTRA, bring OUT back, and carry it as RESUME=DIR next time:
 # each DIR/<name>/checkpoint.pt is copied into OUT/<name>/ and that run goes on where it stopped.

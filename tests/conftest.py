@@ -82,10 +82,10 @@ def tiny_spectral_model(tmp_path_factory) -> Path:
 def tiny_recurrent_model(tmp_path_factory) -> Path:
     """An untrained tiny model whose mask network is two GRU layers (learned front end), seeded
     and exported; its weights go to `path`.pt."""
+    import torch
+
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
-
-    import torch
 
     path = tmp_path_factory.mktemp("tiny-recurrent") / "tiny.onnx"
     torch.manual_seed(1)  # the GRU's initial weights

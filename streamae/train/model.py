@@ -1,7 +1,7 @@
 """The causal 1-D convolutional denoising autoencoder.
 
-encoder -> code -> mask network (causal dilated conv blocks, or GRU layers, on the log-code) -> masked code
-  -> transposed-conv decoder (overlap-add), with one of two front ends:
+encoder -> code -> mask network (causal dilated conv blocks, or GRU layers, on the log-code)
+  -> masked code -> transposed-conv decoder (overlap-add), with one of two front ends:
   - learned filterbank (v1): window W, hop H, ReLU code;
   - spectral: a fixed asymmetric STFT, analysis window longer than W and reaching only into
     the past, so the mask works on fine frequency bins while the synthesis window W alone

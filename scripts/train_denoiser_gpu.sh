@@ -6,8 +6,9 @@
 # widths in 6 blocks, 1.3 s of context: 2.5x small's parameters for about 1.2x its streaming
 # cost), lowsnr (small on -5..15 dB only), spectral (a 512-sample asymmetric STFT front end, same
 # mask network), spectral-large and spectral-gru (that front end with two GRU layers of 128 as the
-# mask network: 0.9x the parameters, cheaper to stream than the dilated blocks). EXTRA goes to
-# every run (INIT, below, is per run).
+# mask network: 0.9x the parameters, cheaper to stream than the dilated blocks), spectral-gru-wide
+# (two GRU layers of 256: streams at about small's cost) and spectral-gru-deep (three of 256).
+# EXTRA goes to every run (INIT, below, is per run).
 # Runs longer than one device call: give every sitting the same MINUTES (the whole schedule) and
 # --stop-after M (this sitting) in EXTRA, bring OUT back, and carry it as RESUME=DIR next time:
 # each DIR/<name>/checkpoint.pt is copied into OUT/<name>/ and that run goes on where it stopped.
@@ -32,6 +33,8 @@ declare -A variant=(
   [spectral]="--analysis-window 512"
   [spectral-large]="--analysis-window 512 --bottleneck 128 --hidden 256"
   [spectral-gru]="--analysis-window 512 --recurrent 2 --bottleneck 128 --hidden 128"
+  [spectral-gru-wide]="--analysis-window 512 --recurrent 2 --bottleneck 128 --hidden 256"
+  [spectral-gru-deep]="--analysis-window 512 --recurrent 3 --bottleneck 128 --hidden 256"
 )
 pids=()
 for name in ${RUNS:-small large medium}; do

@@ -125,8 +125,10 @@ def test_training_can_start_from_other_weights(tiny_model, tmp_path, capsys):
 
     root = tiny_model.parent
     source = torch.load(root / "run" / "checkpoint.pt", weights_only=False)
-    assert train_tiny(root, tmp_path / "ft", "--init", str(root / "run" / "checkpoint.pt"), "--steps", "1") == 0
-    assert "initialised from" in capsys.readouterr().out
+    assert train_tiny(root, tmp_path / "ft", "--init", str(root / "run" / "checkpoint.pt"), "--steps", "1",
+                      "--suppression-weight", "50", "--log-every", "1") == 0
+    out = capsys.readouterr().out
+    assert "initialised from" in out and "| over 0." in out  # a fine-tune with the over-suppression term
     tuned = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)
     assert tuned["config"] == source["config"] and tuned["step"] == 1  # its config, a new schedule
 
@@ -229,6 +231,24 @@ def test_stft_loss_has_finite_gradients_where_the_estimate_is_nearly_silent():
     loss = multi_resolution_stft(estimate, target, target + torch.from_numpy(noise(1.0))[None])
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(estimate.grad).all()
+
+
+def test_over_suppression_charges_only_for_speech_the_estimate_lost():
+    import torch
+
+    from streamae.train.losses import over_suppression
+
+    target = torch.from_numpy(speechlike(1.0))[None]
+    noisy = target + torch.from_numpy(noise(1.0))[None]
+    assert over_suppression(target, target, noisy).item() == pytest.approx(0.0, abs=1e-9)
+    # residual noise costs far less than speech 6 dB down
+    assert over_suppression(noisy, target, noisy).item() < 0.25 * over_suppression(0.5 * target, target, noisy).item()
+    lost_half = target.clone()
+    lost_half[:, 8000:] = 0.0
+    assert over_suppression(lost_half, target, noisy) > over_suppression(0.5 * target, target, noisy) > 0
+    estimate = (0.5 * target).requires_grad_(True)
+    over_suppression(estimate, target, noisy).backward()
+    assert torch.isfinite(estimate.grad).all() and estimate.grad.abs().sum() > 0
 
 
 def test_bad_training_options_fail_before_any_training(tmp_path, capsys):

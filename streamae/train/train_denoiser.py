@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .data import MixConfig, Mixer, load_corpus
-from .losses import multi_resolution_stft, si_sdr_db, snr_db
+from .losses import multi_resolution_stft, over_suppression, si_sdr_db, snr_db
 from .config import DenoiserConfig
 from .model import DenoiserNet, count_parameters
 from ..denoiser import step_graph_path
@@ -148,6 +148,7 @@ def _train(run: Run, mixer: Mixer, dev, args: argparse.Namespace) -> tuple[int, 
                 recent = logs[-args.log_every:]
                 line = (f"step {run.step} | {run.elapsed / 60:5.1f}/{args.minutes:.0f} min | train SNR "
                         f"{sum(recent) / max(len(recent), 1):6.2f} dB | stft {parts['stft']:.3f} | code {parts['code']:.3f} | "
+                        + (f"over {parts['over']:.4f} | " if "over" in parts else "") +
                         f"lr {opt.param_groups[0]['lr']:.2e} | {rate:.1f} it/s")
                 if skipped:
                     line += f" | {skipped} non-finite batches skipped"
@@ -184,14 +185,20 @@ def _step(run: Run, batch: tuple[torch.Tensor, torch.Tensor], args: argparse.Nam
 
 
 def _loss(net: DenoiserNet, noisy: torch.Tensor, clean: torch.Tensor, args: argparse.Namespace) -> tuple[torch.Tensor, dict]:
-    """-SNR + stft_weight * multi-resolution STFT + sparsity * L1 of the code (relative to the input RMS)."""
+    """-SNR + stft_weight * multi-resolution STFT + sparsity * L1 of the code (relative to the input RMS)
+    [+ suppression_weight * over-suppression]."""
     estimate, code = net.forward_with_code(noisy)
     loss_snr = -snr_db(estimate, clean).mean()
     loss_stft = multi_resolution_stft(estimate, clean, noisy)
     rms = noisy.pow(2).mean(-1).sqrt()[:, None, None] + 1e-5
     loss_code = (code.abs() / rms).mean()
     loss = loss_snr + args.stft_weight * loss_stft + args.sparsity * loss_code
-    return loss, {"snr": loss_snr.item(), "stft": loss_stft.item(), "code": loss_code.item()}
+    parts = {"snr": loss_snr.item(), "stft": loss_stft.item(), "code": loss_code.item()}
+    if args.suppression_weight:
+        loss_over = over_suppression(estimate, clean, noisy)
+        loss = loss + args.suppression_weight * loss_over
+        parts["over"] = loss_over.item()
+    return loss, parts
 
 
 def export(net: DenoiserNet, probe: torch.Tensor, path: str | Path, training: dict) -> Path:

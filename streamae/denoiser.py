@@ -15,7 +15,7 @@ from . import runtime
 from .errors import StreamaeError
 from .resample import StreamResampler
 
-DEFAULT_MODEL = "denoiser-v1.onnx"
+DEFAULT_MODEL = "denoiser-v2.onnx"
 MAX_BLOCK_FRAMES = 2000  # frames per onnxruntime call when a lot of audio is waiting
 MAX_CHANNELS = 64  # more is almost surely [samples, channels] (soundfile's layout) passed untransposed
 

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED = REPO / "models" / "denoiser-v1.onnx"
+SHIPPED = REPO / "models" / "denoiser-v2.onnx"
 
 
 def speechlike(seconds: float, rate: int = 16000, seed: int = 0) -> np.ndarray:

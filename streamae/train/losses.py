@@ -25,12 +25,11 @@ def multi_resolution_stft(estimate: torch.Tensor, target: torch.Tensor, referenc
                           sizes: tuple[int, ...] = (256, 512, 1024)) -> torch.Tensor:
     """Spectral convergence + log-magnitude L1, on signals normalised by `reference`'s RMS
     (the noisy input) so every input level counts the same."""
-    norm = reference.pow(2).mean(-1, keepdim=True).sqrt() + 1e-5
+    norm = _rms(reference)
     estimate, target = estimate / norm, target / norm
     total = estimate.new_zeros(())
     for n in sizes:
-        window = torch.hann_window(n, device=estimate.device)
-        est, tgt = (_magnitude(torch.stft(s, n, n // 4, window=window, return_complex=True)) for s in (estimate, target))
+        est, tgt = _stft_magnitude(estimate, n), _stft_magnitude(target, n)
         # sqrt(sum + eps), not .norm(): the norm's gradient at exactly zero is undefined
         convergence = _safe_norm(tgt - est) / (_safe_norm(tgt) + 1e-5)
         log_mag = (torch.log(est + 1e-5) - torch.log(tgt + 1e-5)).abs().mean(dim=(-2, -1))
@@ -45,11 +44,18 @@ def over_suppression(estimate: torch.Tensor, target: torch.Tensor, reference: to
     STOI) punish lost consonants far more than residual noise, so this term charges only for the
     missing speech (the asymmetric loss of Eskimez et al. 2022). The 0.3 power compresses the
     range, so weak high-frequency speech still counts."""
-    norm = reference.pow(2).mean(-1, keepdim=True).sqrt() + 1e-5
-    window = torch.hann_window(n, device=estimate.device)
-    est, tgt = (_magnitude(torch.stft(s / norm, n, n // 4, window=window, return_complex=True)).pow(0.3)
-                for s in (estimate, target))
+    norm = _rms(reference)
+    est, tgt = _stft_magnitude(estimate / norm, n).pow(0.3), _stft_magnitude(target / norm, n).pow(0.3)
     return torch.relu(tgt - est).pow(2).mean()
+
+
+def _rms(x: torch.Tensor) -> torch.Tensor:
+    return x.pow(2).mean(-1, keepdim=True).sqrt() + 1e-5
+
+
+def _stft_magnitude(x: torch.Tensor, n: int) -> torch.Tensor:
+    window = torch.hann_window(n, device=x.device)
+    return _magnitude(torch.stft(x, n, n // 4, window=window, return_complex=True))
 
 
 def _magnitude(z: torch.Tensor) -> torch.Tensor:

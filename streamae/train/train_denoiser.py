@@ -146,10 +146,10 @@ def _train(run: Run, mixer: Mixer, dev, args: argparse.Namespace) -> tuple[int, 
                 rate = args.log_every / (time.time() - last_log)
                 last_log = time.time()
                 recent = logs[-args.log_every:]
+                over = f"over {parts['over']:.4f} | " if "over" in parts else ""
                 line = (f"step {run.step} | {run.elapsed / 60:5.1f}/{args.minutes:.0f} min | train SNR "
                         f"{sum(recent) / max(len(recent), 1):6.2f} dB | stft {parts['stft']:.3f} | code {parts['code']:.3f} | "
-                        + (f"over {parts['over']:.4f} | " if "over" in parts else "") +
-                        f"lr {opt.param_groups[0]['lr']:.2e} | {rate:.1f} it/s")
+                        f"{over}lr {opt.param_groups[0]['lr']:.2e} | {rate:.1f} it/s")
                 if skipped:
                     line += f" | {skipped} non-finite batches skipped"
                 if dev is not None and run.step % (args.log_every * 10) == 0:

@@ -34,6 +34,8 @@ import onnxruntime as ort  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streamae import Denoiser  # noqa: E402
+from streamae.denoiser import DEFAULT_MODEL  # noqa: E402
+from streamae.runtime import models_dir  # noqa: E402
 from streamae.audio import read_audio, resample  # noqa: E402
 from streamae.evaluation import Mixture, make_test_mix, quality_scores  # noqa: E402
 
@@ -259,7 +261,7 @@ def main() -> None:
     pairs = paired_mixes(data / "paired" / "vctk-p287") if (data / "paired" / "vctk-p287").exists() else []
     systems = [Passthrough(), NoiseReduce(), RNNoise(), DTLN(Path(args.dtln)), DeepFilterNet3()]
     systems = [s for s in systems if type(s).__name__ not in args.skip]
-    for spec in args.model or ["streamae=models/denoiser-v2.onnx"]:
+    for spec in args.model or [f"streamae={models_dir() / DEFAULT_MODEL}"]:
         name, _, path = spec.partition("=")
         systems.append(Streamae(name, Path(path)))
     results = {"date": date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} cores, "

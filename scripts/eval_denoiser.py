@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streamae import Denoiser  # noqa: E402
 from streamae.evaluation import make_test_mix, quality_scores  # noqa: E402
+from streamae.train.config import DenoiserConfig  # noqa: E402  (plain data, no torch)
 
 
 def main() -> None:
@@ -80,17 +81,6 @@ def _speed(d: Denoiser, seconds: float = 60.0) -> dict:
             f"{platform.processor() or 'cpu'}, measured {date.today().isoformat()}"}
 
 
-def _architecture(config: dict) -> dict:
-    """The config's keys that shape this model: the spectral front end has no learned code width,
-    and GRU layers replace the dilated blocks (their kernel and dilations)."""
-    unused = set()
-    if config.get("analysis_window", 0) > config["window"]:
-        unused.add("code")
-    if config.get("recurrent"):
-        unused |= {"kernel", "dilations"}
-    return {k: v for k, v in config.items() if k not in unused}
-
-
 def _card(d: Denoiser, dev: dict, speed: dict, args) -> dict:
     c = d.info["config"]
     card = {
@@ -98,7 +88,7 @@ def _card(d: Denoiser, dev: dict, speed: dict, args) -> dict:
         "files": {"whole_signal_graph": Path(args.model).name, "streaming_step_graph": Path(args.model).stem + ".step.onnx"},
         "sample_rate": d.sample_rate, "window_samples": c["window"], "hop_samples": c["hop"],
         "latency_samples": d.latency_samples, "latency_ms": round(1000 * d.latency_samples / d.sample_rate, 2),
-        "parameters": d.info.get("parameters"), "architecture": _architecture(c),
+        "parameters": d.info.get("parameters"), "architecture": DenoiserConfig.from_dict(c).architecture(),
         "sparsity": d.info.get("sparsity"), "training": d.info.get("training"),
         "dev": dev, "speed": speed,
         "reproduce": "python scripts/eval_denoiser.py " + shlex.join(sys.argv[1:]),

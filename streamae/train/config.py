@@ -28,6 +28,16 @@ class DenoiserConfig:
         d["dilations"] = list(self.dilations)
         return d
 
+    def architecture(self) -> dict:
+        """to_dict() without the keys this shape leaves unused: the spectral front end has no
+        learned code width, and GRU layers replace the dilated blocks' kernel and dilations."""
+        unused = set()
+        if self.analysis_window > self.window:
+            unused.add("code")
+        if self.recurrent:
+            unused |= {"kernel", "dilations"}
+        return {k: v for k, v in self.to_dict().items() if k not in unused}
+
     @classmethod
     def from_dict(cls, d: dict) -> "DenoiserConfig":
         d = dict(d)

@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streamae import Denoiser  # noqa: E402
 from streamae.denoiser import DEFAULT_MODEL  # noqa: E402
 from streamae.runtime import models_dir  # noqa: E402
-from streamae.audio import read_audio, resample  # noqa: E402
-from streamae.evaluation import Mixture, make_test_mix, quality_scores  # noqa: E402
+from streamae.audio import resample  # noqa: E402
+from streamae.evaluation import Mixture, load_pairs, make_test_mix, quality_scores  # noqa: E402
 
 RATE = 16000
 MAX_LAG_MS = 100
@@ -180,15 +180,6 @@ def measure_lag(y: np.ndarray, clean: np.ndarray) -> int:
     return max(lags, key=lambda k: float(np.dot(ref, y[k:k + n])))
 
 
-def paired_mixes(folder: Path) -> list[Mixture]:
-    out = []
-    for noisy_path in sorted((folder / "noisy").glob("*")):
-        noisy, r = read_audio(noisy_path)
-        clean, rc = read_audio(folder / "clean" / noisy_path.name)
-        out.append(Mixture(noisy_path.stem, resample(noisy[0], r, RATE), resample(clean[0], rc, RATE), float("nan")))
-    return out
-
-
 def _mean(rows: list[dict]) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
@@ -258,7 +249,7 @@ def main() -> None:
     data = Path(args.data)
     mixes = make_test_mix(data / "speech" / "dev", data / "noise" / "dev")
     mixes = mixes[: args.limit] if args.limit else mixes
-    pairs = paired_mixes(data / "paired" / "vctk-p287") if (data / "paired" / "vctk-p287").exists() else []
+    pairs = load_pairs(data / "paired" / "vctk-p287") if (data / "paired" / "vctk-p287").exists() else []
     systems = [Passthrough(), NoiseReduce(), RNNoise(), DTLN(Path(args.dtln)), DeepFilterNet3()]
     systems = [s for s in systems if type(s).__name__ not in args.skip]
     for spec in args.model or [f"streamae={models_dir() / DEFAULT_MODEL}"]:

@@ -74,5 +74,13 @@ def make_test_mix(speech_dir: str | Path, noise_dir: str | Path, seed: int = 202
     return mixes
 
 
+def load_pairs(folder: str | Path, rate: int = 16000) -> list[Mixture]:
+    """Real noisy/clean recordings of the same utterance: `folder`/noisy/X beside `folder`/clean/X."""
+    folder = Path(folder)
+    noisy_paths = audio_files([folder / "noisy"])
+    return [Mixture(p.stem, read_first_channel(p, rate), read_first_channel(folder / "clean" / p.name, rate), float("nan"))
+            for p in noisy_paths]
+
+
 def _mono(path: Path, rate: int) -> np.ndarray:
     return read_first_channel(path, rate).astype(np.float64)

@@ -6,6 +6,7 @@ import signal
 
 import numpy as np
 import pytest
+import soundfile as sf
 import onnxruntime as ort
 
 from streamae import Denoiser
@@ -189,6 +190,55 @@ def test_init_weights_of_another_architecture_are_refused(tiny_model, tmp_path, 
                       "--analysis-window", "512", "--steps", "1") == 1
     assert "--init fixes the architecture" in capsys.readouterr().err
     assert not (tmp_path / "x" / "checkpoint.pt").exists()
+
+
+def test_widening_the_gru_keeps_the_output_and_lets_the_new_units_learn(tiny_recurrent_model):
+    import torch
+
+    from streamae.train.config import DenoiserConfig
+    from streamae.train.model import DenoiserNet
+    from streamae.train.widen import widen
+
+    saved = torch.load(tiny_recurrent_model.with_suffix(".pt"), weights_only=False)
+    narrow = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
+    narrow.load_state_dict(saved["model"])
+    wide_config = DenoiserConfig.from_dict({**saved["config"], "hidden": 40})
+    wide = DenoiserNet(wide_config).eval()
+    wide.load_state_dict(widen(saved["model"], narrow.config, wide_config))
+    audio = torch.from_numpy(np.stack([speechlike(1.0, seed=3) + noise(1.0, seed=4)]))
+    with torch.no_grad():
+        expected = narrow(audio)
+    out = wide(audio)
+    assert torch.allclose(out, expected, atol=1e-6, rtol=0)
+    assert wide.gru.weight_hh_l1.shape == (3 * 40, 40)
+    out.pow(2).sum().backward()  # the new units' silent outgoing weights get gradient at once
+    assert wide.mask.weight.grad[:, 24:].abs().max() > 0
+    assert wide.gru.weight_hh_l0.grad[:24, 24:].abs().max() > 0
+
+
+@pytest.mark.parametrize("options, accepted", [
+    (("--hidden", "40"), True),
+    (("--hidden", "16"), False),  # narrower: would drop what the units learned
+    (("--hidden", "40", "--bottleneck", "20"), False),  # only the GRU width may grow
+])
+def test_init_can_widen_a_gru_model_and_nothing_else(tiny_recurrent_model, tmp_path, capsys, options, accepted):
+    import torch
+
+    root = tmp_path / "data"
+    (root / "speech").mkdir(parents=True)
+    (root / "noise").mkdir()
+    sf.write(root / "speech" / "s.wav", speechlike(2.0, seed=5), 16000)
+    sf.write(root / "noise" / "n.wav", noise(2.0, seed=6), 16000)
+    shape = ("--code", "32", "--bottleneck", "16", "--recurrent", "2")
+    code = train_tiny(root, tmp_path / "run", "--init", str(tiny_recurrent_model.with_suffix(".pt")), *shape, *options,
+                      "--steps", "1")
+    captured = capsys.readouterr()
+    if accepted:
+        assert code == 0 and "widened the GRU layers from 24 to 40" in captured.out
+        assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["config"]["hidden"] == 40
+    else:
+        assert code == 1 and "only a GRU's --hidden may grow" in captured.err
+        assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
 def test_a_non_finite_loss_is_skipped_and_its_batch_kept_for_diagnosis(tiny_model, tmp_path, monkeypatch, capsys):

@@ -22,6 +22,7 @@ from ..denoiser import step_graph_path
 from ..errors import StreamaeError
 from .loop import GracefulStop, learning_rate, progress, save_checkpoint
 from .options import check_budget
+from .widen import can_widen, widen
 
 WARMUP_STEPS = 300
 
@@ -92,8 +93,14 @@ class Run:
         elif init is not None:  # the initial weights fix the shape
             asked, config = config, DenoiserConfig.from_dict(init["config"])
             if asked not in (DenoiserConfig(), config):
-                raise StreamaeError(f"--init fixes the architecture, and its config {config.to_dict()} differs from "
-                                    f"the one these options ask for, {asked.to_dict()}", args.init)
+                if not can_widen(config, asked):
+                    raise StreamaeError(f"--init fixes the architecture (only a GRU's --hidden may grow), and its "
+                                        f"config {config.to_dict()} differs from the one these options ask for, "
+                                        f"{asked.to_dict()}", args.init)
+                init["model"] = widen(init["model"], config, asked, seed=args.seed)
+                print(f"widened the GRU layers from {config.hidden} to {asked.hidden} units; the new ones start "
+                      "silent, so the output is unchanged", flush=True)
+                config = asked
         net = DenoiserNet(config).to(device)
         if init is not None:
             net.load_state_dict(init["model"])

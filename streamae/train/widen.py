@@ -1,0 +1,65 @@
+"""Grow a trained GRU denoiser to a wider one that computes exactly the same function.
+
+A shape trained to its plateau can only improve with more capacity, but a wider net trained from
+scratch spends its first hours relearning what the narrow one knows. Widening keeps every old
+weight; each new GRU unit gets a fresh random initialisation but all its outgoing weights (into
+the old units' recurrences, the next layer, the mask) start at zero. The new units then change
+nothing at step 0, and gradient flows into them from the first step (the zero weights see the
+new units' non-zero activity), in the spirit of Net2Net (Chen et al. 2016).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from .config import DenoiserConfig
+from .model import DenoiserNet
+
+GATES = 3  # PyTorch stacks a GRU's reset, update and new-state rows in this order
+
+
+def can_widen(old: DenoiserConfig, new: DenoiserConfig) -> bool:
+    """Only the GRU width may grow; everything else must match."""
+    return (old.recurrent > 0 and new.hidden > old.hidden
+            and dataclasses.replace(new, hidden=old.hidden) == old)
+
+
+def widen(old_state: dict[str, torch.Tensor], old: DenoiserConfig, new: DenoiserConfig,
+          seed: int = 0) -> dict[str, torch.Tensor]:
+    """old_state (a DenoiserNet of config `old`) -> the state of a DenoiserNet of config `new` with
+    the same output."""
+    if not can_widen(old, new):
+        raise ValueError(f"cannot widen {old} to {new}: only a GRU's hidden width may grow")
+    torch.manual_seed(seed)
+    state = DenoiserNet(new).state_dict()  # fresh initialisation for the new units
+    h = old.hidden
+    for name, value in old_state.items():
+        target = state[name]
+        if value.shape == target.shape:
+            target.copy_(value)
+        elif name.startswith("gru."):
+            columns_are_units = name.startswith("gru.weight_hh") or (
+                name.startswith("gru.weight_ih") and not name.endswith("_l0"))
+            _copy_gate_blocks(target, value, h, new.hidden, columns_are_units)
+        elif name == "mask.weight":  # [bins, hidden, 1]
+            target.zero_()
+            target[:, :h] = value
+        else:
+            raise ValueError(f"unexpected shape change in {name}: {tuple(value.shape)} -> {tuple(target.shape)}")
+    return state
+
+
+def _copy_gate_blocks(target: torch.Tensor, value: torch.Tensor, old_h: int, new_h: int,
+                      columns_are_units: bool) -> None:
+    """Copy each gate's rows of a GRU weight or bias into the wider one. Where the columns are
+    hidden units (recurrent weights, and the input weights of layers above the first), the old
+    units' rows get zero weight on the new units, so the old units cannot tell they exist."""
+    for g in range(GATES):
+        old_rows, new_rows = slice(g * old_h, (g + 1) * old_h), slice(g * new_h, g * new_h + old_h)
+        if target.dim() == 1:
+            target[new_rows] = value[old_rows]
+            continue
+        if columns_are_units:
+            target[new_rows] = 0.0
+        target[new_rows, : value.shape[1]] = value[old_rows]

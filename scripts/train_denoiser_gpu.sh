@@ -13,7 +13,9 @@
 # --stop-after M (this sitting) in EXTRA, bring OUT back, and carry it as RESUME=DIR next time:
 # each DIR/<name>/checkpoint.pt is copied into OUT/<name>/ and that run goes on where it stopped.
 # INIT=DIR starts each run that has a DIR/<name>.pt from those weights (e.g. a CPU run's checkpoint,
-# or models/denoiser-v1.pt as small.pt), with a new schedule; a resumed run ignores it.
+# or models/denoiser-v1.pt as small.pt), with a new schedule; a resumed run ignores it. Weights of a
+# narrower GRU are widened first (models/denoiser-v2.pt as spectral-gru-wide.pt: v2 with 256 units
+# a layer, starting from v2's output).
 set -u
 PACK=${1:-.pack}; OUT=${2:-runs/gpu}; MINUTES=${3:-8}
 extra=("${@:4}")

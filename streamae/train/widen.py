@@ -31,8 +31,9 @@ def widen(old_state: dict[str, torch.Tensor], old: DenoiserConfig, new: Denoiser
     the same output."""
     if not can_widen(old, new):
         raise ValueError(f"cannot widen {old} to {new}: only a GRU's hidden width may grow")
-    torch.manual_seed(seed)
-    state = DenoiserNet(new).state_dict()  # fresh initialisation for the new units
+    with torch.random.fork_rng():  # seeded, without touching the caller's random stream
+        torch.manual_seed(seed)
+        state = DenoiserNet(new).state_dict()  # fresh initialisation for the new units
     h = old.hidden
     for name, value in old_state.items():
         target = state[name]
@@ -56,10 +57,10 @@ def _copy_gate_blocks(target: torch.Tensor, value: torch.Tensor, old_h: int, new
     hidden units (recurrent weights, and the input weights of layers above the first), the old
     units' rows get zero weight on the new units, so the old units cannot tell they exist."""
     for g in range(GATES):
-        old_rows, new_rows = slice(g * old_h, (g + 1) * old_h), slice(g * new_h, g * new_h + old_h)
+        rows, placed = slice(g * old_h, (g + 1) * old_h), slice(g * new_h, g * new_h + old_h)
         if target.dim() == 1:
-            target[new_rows] = value[old_rows]
+            target[placed] = value[rows]
             continue
         if columns_are_units:
-            target[new_rows] = 0.0
-        target[new_rows, : value.shape[1]] = value[old_rows]
+            target[placed] = 0.0
+        target[placed, : value.shape[1]] = value[rows]

@@ -6,7 +6,6 @@ import signal
 
 import numpy as np
 import pytest
-import soundfile as sf
 import onnxruntime as ort
 
 from streamae import Denoiser
@@ -221,14 +220,10 @@ def test_widening_the_gru_keeps_the_output_and_lets_the_new_units_learn(tiny_rec
     (("--hidden", "16"), False),  # narrower: would drop what the units learned
     (("--hidden", "40", "--bottleneck", "20"), False),  # only the GRU width may grow
 ])
-def test_init_can_widen_a_gru_model_and_nothing_else(tiny_recurrent_model, tmp_path, capsys, options, accepted):
+def test_init_can_widen_a_gru_model_and_nothing_else(tiny_model, tiny_recurrent_model, tmp_path, capsys, options, accepted):
     import torch
 
-    root = tmp_path / "data"
-    (root / "speech").mkdir(parents=True)
-    (root / "noise").mkdir()
-    sf.write(root / "speech" / "s.wav", speechlike(2.0, seed=5), 16000)
-    sf.write(root / "noise" / "n.wav", noise(2.0, seed=6), 16000)
+    root = tiny_model.parent  # its synthetic speech and noise
     shape = ("--code", "32", "--bottleneck", "16", "--recurrent", "2")
     code = train_tiny(root, tmp_path / "run", "--init", str(tiny_recurrent_model.with_suffix(".pt")), *shape, *options,
                       "--steps", "1")

@@ -90,17 +90,8 @@ class Run:
         init = torch.load(args.init, map_location="cpu", weights_only=False) if args.init and not resume else None
         if ckpt is not None:
             config = DenoiserConfig.from_dict(ckpt["config"])
-        elif init is not None:  # the initial weights fix the shape
-            asked, config = config, DenoiserConfig.from_dict(init["config"])
-            if asked not in (DenoiserConfig(), config):
-                if not can_widen(config, asked):
-                    raise StreamaeError(f"--init fixes the architecture (only a GRU's --hidden may grow), and its "
-                                        f"config {config.to_dict()} differs from the one these options ask for, "
-                                        f"{asked.to_dict()}", args.init)
-                init["model"] = widen(init["model"], config, asked, seed=args.seed)
-                print(f"widened the GRU layers from {config.hidden} to {asked.hidden} units; the new ones start "
-                      "silent, so the output is unchanged", flush=True)
-                config = asked
+        elif init is not None:
+            config = _shape_from_init(init, config, args)
         net = DenoiserNet(config).to(device)
         if init is not None:
             net.load_state_dict(init["model"])
@@ -217,6 +208,22 @@ def export(net: DenoiserNet, probe: torch.Tensor, path: str | Path, training: di
     paths = export_denoiser(net, path, {"training": training, "sparsity": sparsity, "parameters": count_parameters(net)})
     print(f"exported {paths[0]} and {paths[1]}; code sparsity {json.dumps(sparsity)}", flush=True)
     return paths[0]
+
+
+def _shape_from_init(init: dict, asked: DenoiserConfig, args: argparse.Namespace) -> DenoiserConfig:
+    """The initial weights fix the shape; options may only widen its GRU (init's weights are then
+    widened in place). No shape options at all means the init's shape."""
+    config = DenoiserConfig.from_dict(init["config"])
+    if asked in (DenoiserConfig(), config):
+        return config
+    if not can_widen(config, asked):
+        raise StreamaeError(f"--init fixes the architecture (only a GRU's --hidden may grow), and its config "
+                            f"{config.to_dict()} differs from the one these options ask for, {asked.to_dict()}",
+                            args.init)
+    init["model"] = widen(init["model"], config, asked, seed=args.seed)
+    print(f"widened the GRU layers from {config.hidden} to {asked.hidden} units; the new ones start silent, "
+          "so the output is unchanged", flush=True)
+    return asked
 
 
 def _dev_batch(args, device, mix: MixConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -94,8 +94,27 @@ def tiny_recurrent_model(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_deep_filter_model(tmp_path_factory) -> Path:
+    """An untrained tiny model with the spectral front end, a GRU and a deep filter of 3 taps,
+    seeded and exported; its weights go to `path`.pt."""
+    import torch
+
+    from streamae.train.config import DenoiserConfig
+    from streamae.train.model import DenoiserNet
+
+    path = tmp_path_factory.mktemp("tiny-deep-filter") / "tiny.onnx"
+    torch.manual_seed(2)
+    net = DenoiserNet(DenoiserConfig(analysis_window=200, bottleneck=16, hidden=16, recurrent=1, deep_filter=3))
+    norm = net.features[1]  # statistics away from 0 and 1, so folding them into the step graph is tested
+    norm.running_mean.uniform_(-1, 1)
+    norm.running_var.uniform_(0.5, 2)
+    _wake_and_export(net, path, {"steps": 0})
+    return path
+
+
 def _wake_and_export(net, path: Path, training: dict) -> None:
-    """The blocks' output projections and the mask layer start at zero by design and are still
+    """The blocks' output projections, the mask layer and the deep filter start at zero by design and are still
     ~1e-5 after a few steps, so the mask network's states would hardly touch the output and no
     test could see a bug in them. Seeded random weights there, exported to `path`; the weights
     go to `path`.pt for comparisons with torch."""

@@ -21,13 +21,14 @@ def test_exported_model_loads_and_reports_itself(tiny_model):
 
 
 def _tiny(front_end: str, request):
-    """The tiny exported model with the learned filterbank (trained), the spectral front end, or
-    the learned front end with a recurrent mask network."""
-    fixtures = {"learned": "tiny_model", "spectral": "tiny_spectral_model", "recurrent": "tiny_recurrent_model"}
+    """The tiny exported model with the learned filterbank (trained), the spectral front end, the
+    learned front end with a recurrent mask network, or the spectral one with a GRU and a deep filter."""
+    fixtures = {"learned": "tiny_model", "spectral": "tiny_spectral_model", "recurrent": "tiny_recurrent_model",
+                "deep-filter": "tiny_deep_filter_model"}
     return request.getfixturevalue(fixtures[front_end])
 
 
-@pytest.mark.parametrize("front_end", ["learned", "spectral", "recurrent"])
+@pytest.mark.parametrize("front_end", ["learned", "spectral", "recurrent", "deep-filter"])
 def test_exported_graphs_equal_the_torch_model(front_end, request):
     """The runtime (step graph, streamed by numpy) against the PyTorch model it was exported from."""
     import torch
@@ -52,7 +53,8 @@ def test_exported_graphs_equal_the_torch_model(front_end, request):
 
 
 @pytest.mark.parametrize("front_end, history, mask_states", [("learned", 160 - 80, 3), ("spectral", 3 * 80 - 80, 3),
-                                                              ("recurrent", 160 - 80, 1)])
+                                                              ("recurrent", 160 - 80, 1),
+                                                              ("deep-filter", 3 * 80 - 80, 2)])
 def test_step_graph_has_explicit_states(front_end, history, mask_states, request):
     """The analysis window, not the 160-sample synthesis frame, sets the input history, rounded
     up to whole hops (the step graph frames its input by reshaping it into hops)."""
@@ -60,7 +62,8 @@ def test_step_graph_has_explicit_states(front_end, history, mask_states, request
     step = ort.InferenceSession(str(tiny_model.with_name("tiny.step.onnx")), providers=["CPUExecutionProvider"])
     inputs = [i.name for i in step.get_inputs()]
     outputs = [o.name for o in step.get_outputs()]
-    assert inputs[0] == "audio" and len(inputs) == 1 + mask_states + 2  # encoder, 3 blocks or the GRU, decoder
+    # encoder, then 3 blocks, or the GRU [and the deep filter's past frames], then decoder
+    assert inputs[0] == "audio" and len(inputs) == 1 + mask_states + 2
     assert step.get_inputs()[1].shape[-1] == history
     assert outputs == ["clean"] + [f"{n}_out" for n in inputs[1:]]
     assert Denoiser(tiny_model).latency_samples == 159  # the synthesis window alone sets the latency
@@ -196,14 +199,14 @@ def test_widening_the_gru_keeps_the_output_and_lets_the_new_units_learn(tiny_rec
 
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
-    from streamae.train.widen import widen
+    from streamae.train.grow import grow
 
     saved = torch.load(tiny_recurrent_model.with_suffix(".pt"), weights_only=False)
     narrow = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
     narrow.load_state_dict(saved["model"])
     wide_config = DenoiserConfig.from_dict({**saved["config"], "hidden": 40})
     wide = DenoiserNet(wide_config).eval()
-    wide.load_state_dict(widen(saved["model"], narrow.config, wide_config))
+    wide.load_state_dict(grow(saved["model"], narrow.config, wide_config))
     audio = torch.from_numpy(np.stack([speechlike(1.0, seed=3) + noise(1.0, seed=4)]))
     with torch.no_grad():
         expected = narrow(audio)
@@ -213,6 +216,32 @@ def test_widening_the_gru_keeps_the_output_and_lets_the_new_units_learn(tiny_rec
     out.pow(2).sum().backward()  # the new units' silent outgoing weights get gradient at once
     assert wide.mask.weight.grad[:, 24:].abs().max() > 0
     assert wide.gru.weight_hh_l0.grad[:24, 24:].abs().max() > 0
+
+
+def test_adding_a_deep_filter_keeps_the_output_and_lets_it_learn(tiny_deep_filter_model):
+    import torch
+
+    from streamae.train.config import DenoiserConfig
+    from streamae.train.model import DenoiserNet
+    from streamae.train.grow import grow
+
+    saved = torch.load(tiny_deep_filter_model.with_suffix(".pt"), weights_only=False)
+    config = DenoiserConfig.from_dict(saved["config"])
+    plain_config = DenoiserConfig.from_dict({**saved["config"], "deep_filter": 0})
+    plain = DenoiserNet(plain_config).eval()  # the same weights without the deep filter
+    plain.load_state_dict({k: v for k, v in saved["model"].items() if not k.startswith(("taps.", "phase_features."))})
+    grown = DenoiserNet(config).eval()
+    grown.load_state_dict(grow(plain.state_dict(), plain_config, config))
+    audio = torch.from_numpy(np.stack([speechlike(1.0, seed=3) + noise(1.0, seed=4)]))
+    with torch.no_grad():
+        expected = plain(audio)
+    out = grown(audio)
+    assert torch.allclose(out, expected, atol=1e-6, rtol=0)
+    out.pow(2).sum().backward()
+    assert grown.taps.weight.grad.abs().max() > 0 and grown.phase_features.weight.grad.abs().max() > 0
+    with torch.no_grad():  # and once it has learned, it changes the output
+        grown.taps.bias.fill_(0.1)
+        assert (grown(audio) - expected).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("options, accepted", [
@@ -233,6 +262,31 @@ def test_init_can_widen_a_gru_model_and_nothing_else(tiny_model, tiny_recurrent_
         assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["config"]["hidden"] == 40
     else:
         assert code == 1 and "only a GRU's --hidden may grow" in captured.err
+        assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("options, refusal", [
+    (("--analysis-window", "200", "--deep-filter", "3"), None),
+    (("--deep-filter", "3"), "needs at least 2 taps and the spectral front end"),  # the learned front end
+    (("--analysis-window", "200", "--deep-filter", "1"), "needs at least 2 taps"),
+])
+def test_init_can_add_a_deep_filter_to_a_spectral_model(tiny_model, tmp_path, capsys, options, refusal):
+    import torch
+
+    from streamae.train.config import DenoiserConfig
+    from streamae.train.model import DenoiserNet
+
+    shape = ("--bottleneck", "16", "--hidden", "16", "--recurrent", "1")
+    init = tmp_path / "init.pt"
+    config = DenoiserConfig(analysis_window=200, bottleneck=16, hidden=16, recurrent=1)
+    torch.save({"config": config.to_dict(), "model": DenoiserNet(config).state_dict()}, init)
+    code = train_tiny(tiny_model.parent, tmp_path / "run", "--init", str(init), *shape, *options, "--steps", "1")
+    captured = capsys.readouterr()
+    if refusal is None:
+        assert code == 0 and "added a deep filter of 3 taps" in captured.out
+        assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["config"]["deep_filter"] == 3
+    else:
+        assert code == 1 and refusal in captured.err
         assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
+DEEP_FILTER_HZ = 4000.0  # the deep filter works on the bins up to here, where speech has its harmonics
+
+
 @dataclass(frozen=True)
 class DenoiserConfig:
     sample_rate: int = 16000
@@ -22,6 +25,12 @@ class DenoiserConfig:
     # (whose `kernel` and `dilations` are then unused); its state is one vector per layer, where a
     # dilated block carries its whole receptive field. 0: the dilated conv blocks (v1).
     recurrent: int = 0
+    # Deep filter (spectral front end only): besides the mask, a complex filter of this many taps
+    # over the current and past frames of each bin below DEEP_FILTER_HZ, fed the phase advance of
+    # those bins from frame to frame, so the network can use phase, which a mask cannot (after
+    # DeepFilterNet, Schroeter et al. 2022). Its taps start at zero: a mask-only model grown this way
+    # computes the same as before. 0: the mask alone (v1, v2).
+    deep_filter: int = 0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -36,6 +45,8 @@ class DenoiserConfig:
             unused.add("code")
         if self.recurrent:
             unused |= {"kernel", "dilations"}
+        if not self.deep_filter:
+            unused.add("deep_filter")
         return {k: v for k, v in self.to_dict().items() if k not in unused}
 
     @classmethod
@@ -43,3 +54,7 @@ class DenoiserConfig:
         d = dict(d)
         d["dilations"] = tuple(d["dilations"])
         return cls(**d)  # fields added later keep their defaults for older models
+
+    def deep_filter_bins(self) -> int:
+        """How many of the spectral front end's bins, from DC up, the deep filter works on."""
+        return int(DEEP_FILTER_HZ * self.analysis_window / self.sample_rate) + 1

@@ -18,7 +18,7 @@ from torch import nn
 from onnxscript import opset18 as op
 
 from ..denoiser import step_graph_path
-from .model import DenoiserNet
+from .model import DenoiserNet, add_to_low_bins, deep_filter, low_bins, phase_advance
 
 OPSET = 18
 
@@ -48,6 +48,9 @@ class _StepGraph(nn.Module):
         unused = self.hops_per_frame * c.hop - analysis.shape[0]  # oldest samples of the widened frame
         self.register_buffer("analysis", torch.cat([analysis.new_zeros(unused, analysis.shape[1]), analysis]))
         self.features = _Affine(*_fold_norm(net.features[0], net.features[1]))
+        if c.deep_filter:  # added before the BatchNorm, so scaled by it too (its shift is in `features`)
+            self.phase_features = _Affine(*_fold_norm(net.phase_features, net.features[1], shift=False))
+            self.taps = _Affine(*_fold_norm(net.taps))
         self.dilations = [b.conv.dilation[0] for b in net.blocks]
         self.gru = _ExportedGRU(net.gru) if c.recurrent else None
         self.convs = nn.ModuleList(_Affine(*_fold_norm(b.conv, b.norm)) for b in net.blocks)
@@ -61,6 +64,8 @@ class _StepGraph(nn.Module):
         blocks = [torch.zeros(b.context, c.bottleneck) for b in net.blocks]
         if c.recurrent:
             blocks.append(torch.zeros(c.recurrent, c.hidden))
+        if c.deep_filter:
+            blocks.append(torch.zeros(c.deep_filter - 1, 2 * c.deep_filter_bins()))
         return [torch.zeros(self.history), *blocks, torch.zeros(1, net.overlap)]
 
     def forward(self, audio: torch.Tensor, *states: torch.Tensor):
@@ -71,6 +76,11 @@ class _StepGraph(nn.Module):
         frames = torch.cat([hops[k: k - reach] for k in range(reach)] + [hops[reach:]], dim=1)  # [T, frame], oldest first
         code, log_code = net.activate(frames @ self.analysis, dim=1)  # [T, channels]
         h = self.features(log_code)
+        if net.config.deep_filter:
+            *block_states, past = block_states
+            low = torch.cat([past, low_bins(code, net.config.deep_filter_bins(), dim=1)])
+            new_past = low[low.shape[0] - past.shape[0]:]
+            h = h + self.phase_features(phase_advance(low, past.shape[0] - 1, time_dim=0, dim=1))
         new_block_states = []
         if self.gru is not None:  # [T, batch 1, C]
             out, hidden = self.gru(h[:, None, :], block_states[0][:, None, :])
@@ -85,7 +95,11 @@ class _StepGraph(nn.Module):
         mask = torch.sigmoid(self.mask(h))
         if net.spectral:
             mask = torch.cat([mask, mask], dim=1)  # real and imaginary parts alike
-        synthesised = (code * mask) @ self.synthesis  # [T, window]
+        masked = code * mask
+        if net.config.deep_filter:
+            masked = add_to_low_bins(masked, deep_filter(low, torch.tanh(self.taps(h)), time_dim=0, dim=1), dim=1)
+            new_block_states.append(new_past)
+        synthesised = masked @ self.synthesis  # [T, window]
         tails = torch.cat([dec_state, synthesised[:, hop:]])  # second halves, the previous step's last one first
         clean = (synthesised[:, :hop] + tails[:-1]).reshape(-1)
         return (clean, x[-self.history:], *new_block_states, tails[-1:])
@@ -104,13 +118,16 @@ class _Affine(nn.Module):
 
 
 @torch.no_grad()
-def _fold_norm(conv: nn.Conv1d, norm: nn.BatchNorm1d | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Conv1d [+ eval-mode BatchNorm1d] -> (weight [kernel * in, out], bias [out]), taps oldest first."""
+def _fold_norm(conv: nn.Conv1d, norm: nn.BatchNorm1d | None = None,
+               shift: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conv1d [+ eval-mode BatchNorm1d] -> (weight [kernel * in, out], bias [out]), taps oldest first.
+    shift=False takes the norm's scale only, for a conv whose output is added to another's before it."""
     weight = conv.weight
     bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
     if norm is not None:
         scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-        weight, bias = weight * scale[:, None, None], (bias - norm.running_mean) * scale + norm.bias
+        weight = weight * scale[:, None, None]
+        bias = (bias - norm.running_mean) * scale + norm.bias if shift else bias * scale
     out, inp, kernel = weight.shape
     return weight.permute(2, 1, 0).reshape(kernel * inp, out).clone(), bias.clone()
 

@@ -1,7 +1,8 @@
 """The causal 1-D convolutional denoising autoencoder.
 
 encoder -> code -> mask network (causal dilated conv blocks, or GRU layers, on the log-code)
-  -> masked code -> transposed-conv decoder (overlap-add), with one of two front ends:
+  -> masked code [+ a deep filter's output] -> transposed-conv decoder (overlap-add), with one
+  of two front ends:
   - learned filterbank (v1): window W, hop H, ReLU code;
   - spectral: a fixed asymmetric STFT, analysis window longer than W and reaching only into
     the past, so the mask works on fine frequency bins while the synthesis window W alone
@@ -67,9 +68,19 @@ class DenoiserNet(nn.Module):
             self.gru = nn.GRU(c.bottleneck, c.hidden, c.recurrent)  # time-major, as ONNX's GRU
         else:
             self.blocks = nn.ModuleList(CausalBlock(c.bottleneck, c.hidden, c.kernel, d) for d in c.dilations)
-        self.mask = nn.Conv1d(c.hidden if c.recurrent else c.bottleneck, channels, 1)
+        width = c.hidden if c.recurrent else c.bottleneck
+        self.mask = nn.Conv1d(width, channels, 1)
         nn.init.constant_(self.mask.bias, 3.0)  # mask ~0.95: start near pass-through
         nn.init.zeros_(self.mask.weight)
+        if c.deep_filter:
+            if not self.spectral or c.deep_filter < 2:
+                raise ValueError("the deep filter needs the spectral front end and at least 2 taps")
+            bins = c.deep_filter_bins()
+            # both start at zero, so adding them to a trained model changes nothing (train/grow.py)
+            self.phase_features = nn.Conv1d(2 * bins, c.bottleneck, 1, bias=False)
+            self.taps = nn.Conv1d(width, 2 * c.deep_filter * bins, 1)
+            for p in (self.phase_features.weight, self.taps.weight, self.taps.bias):
+                nn.init.zeros_(p)
         if not self.spectral:
             self._init_filterbank()
 
@@ -99,6 +110,8 @@ class DenoiserNet(nn.Module):
         shapes += [(batch, c.bottleneck, b.context) for b in self.blocks]
         if c.recurrent:
             shapes.append((c.recurrent, batch, c.hidden))  # GRU hidden state, one row per layer
+        if c.deep_filter:  # the deep filter's past frames of its bins, real then imaginary parts
+            shapes.append((batch, 2 * c.deep_filter_bins(), c.deep_filter - 1))
         shapes.append((batch, 1, self.overlap))  # decoder overlap-add tail
         return shapes
 
@@ -116,7 +129,13 @@ class DenoiserNet(nn.Module):
         x = torch.cat([enc_state, audio.unsqueeze(1)], dim=-1)
         new_enc_state = x[..., x.shape[-1] - self.history:]
         code, log_code = self._encode(x)
-        h = self.features(log_code)
+        h = self.features[0](log_code)
+        if self.config.deep_filter:
+            *block_states, past = block_states
+            low = torch.cat([past, low_bins(code, self.config.deep_filter_bins(), dim=1)], dim=-1)
+            new_past = low[..., low.shape[-1] - past.shape[-1]:]
+            h = h + self.phase_features(phase_advance(low, past.shape[-1] - 1, time_dim=-1, dim=1))
+        h = self.features[1](h)
         new_block_states = []
         if self.config.recurrent:
             out, hidden = self.gru(h.permute(2, 0, 1), block_states[0])  # [T, B, C]
@@ -125,12 +144,17 @@ class DenoiserNet(nn.Module):
         for block, state in zip(self.blocks, block_states):
             h, s = block(h, state)
             new_block_states.append(s)
-        masked, frames = self._decode(code, torch.sigmoid(self.mask(h)))  # frames [B, 1, T*H + overlap]
+        mask = torch.sigmoid(self.mask(h))
+        masked = code * (torch.cat([mask, mask], dim=1) if self.spectral else mask)
+        if self.config.deep_filter:
+            masked = add_to_low_bins(masked, deep_filter(low, torch.tanh(self.taps(h)), time_dim=-1, dim=1), dim=1)
+            new_block_states.append(new_past)
+        sparse_view, frames = self._decode(masked)  # frames [B, 1, T*H + overlap]
         n = audio.shape[-1]
         frames = frames + F.pad(dec_state, (0, n))
         clean = frames[..., :n].squeeze(1)
         new_dec_state = frames[..., n:]
-        return clean, [new_enc_state, *new_block_states, new_dec_state], masked
+        return clean, [new_enc_state, *new_block_states, new_dec_state], sparse_view
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Input with history -> (code, its log magnitude for the mask network), a frame per hop."""
@@ -151,15 +175,12 @@ class DenoiserNet(nn.Module):
         # and digital silence then gives log(0) = -inf, NaN ever after in the stream
         return analysed, 0.5 * torch.log(torch.clamp(re * re + im * im, min=LOG_FLOOR ** 2))
 
-    def _decode(self, code: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (masked code as the sparsity measure sees it, overlap-add frames).
+    def _decode(self, masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked code -> (the code as the sparsity measure sees it, overlap-add frames).
 
-        The spectral front end masks real and imaginary parts alike; its sparsity is that of
-        the masked magnitude."""
+        The spectral front end's sparsity is that of the masked magnitude."""
         if not self.spectral:
-            masked = code * mask
             return masked, self.decoder(masked)
-        masked = code * torch.cat([mask, mask], dim=1)
         re, im = masked.chunk(2, dim=1)
         magnitude = torch.sqrt(re * re + im * im + 1e-12)
         return magnitude, F.conv_transpose1d(masked, self.synthesis_basis, stride=self.config.hop)
@@ -206,6 +227,58 @@ def asymmetric_stft(analysis: int, synthesis: int) -> tuple[torch.Tensor, torch.
     tail = phase[:, analysis - synthesis:]
     inverse = torch.cat([weight * torch.cos(tail), -weight * torch.sin(tail)]) * w_synthesis
     return forward[:, None, :].float(), inverse[:, None, :].float()
+
+
+# ---- deep filter: shared by the model and its exported step graph ----------------------------
+# Spectra here hold the real parts of all bins, then the imaginary parts, on axis `dim`;
+# `time_dim` is the frame axis.
+
+def low_bins(code: torch.Tensor, bins: int, dim: int) -> torch.Tensor:
+    """The deep filter's bins (the lowest `bins`), real then imaginary parts."""
+    re, im = code.chunk(2, dim=dim)
+    return torch.cat([re.narrow(dim, 0, bins), im.narrow(dim, 0, bins)], dim=dim)
+
+
+def add_to_low_bins(code: torch.Tensor, low: torch.Tensor, dim: int) -> torch.Tensor:
+    """code + low, where low covers only the lowest bins."""
+    re, im = code.chunk(2, dim=dim)
+    low_re, low_im = low.chunk(2, dim=dim)
+    bins = low_re.shape[dim]
+    tail = re.shape[dim] - bins
+    return torch.cat([re.narrow(dim, 0, bins) + low_re, re.narrow(dim, bins, tail),
+                      im.narrow(dim, 0, bins) + low_im, im.narrow(dim, bins, tail)], dim=dim)
+
+
+def phase_advance(spectrum: torch.Tensor, skip: int, time_dim: int, dim: int) -> torch.Tensor:
+    """Each bin's phase change from one frame to the next, as a unit complex number: X(t) X*(t-1) /
+    |X(t) X*(t-1)|. A steady harmonic advances at its own frequency from frame to frame, noise at
+    random, which a magnitude cannot show. The first `skip` frames are history only: the output
+    starts with the frame after them (so it has skip + 1 frames fewer)."""
+    n = spectrum.shape[time_dim] - skip - 1
+    re, im = spectrum.chunk(2, dim=dim)
+    re0, im0 = re.narrow(time_dim, skip + 1, n), im.narrow(time_dim, skip + 1, n)
+    re1, im1 = re.narrow(time_dim, skip, n), im.narrow(time_dim, skip, n)
+    pr, pi = re0 * re1 + im0 * im1, im0 * re1 - re0 * im1
+    scale = torch.rsqrt(torch.clamp(pr * pr + pi * pi, min=1e-24))  # clamp: digital silence stays finite
+    return torch.cat([pr * scale, pi * scale], dim=dim)
+
+
+def deep_filter(spectrum: torch.Tensor, taps: torch.Tensor, time_dim: int, dim: int) -> torch.Tensor:
+    """sum over k of taps_k(t) X(t - k), complex, per bin. `spectrum` holds order - 1 frames of
+    history before the T frames to filter; taps [order * bins real parts, then as many imaginary],
+    tap k = 0 (the current frame) first."""
+    re, im = spectrum.chunk(2, dim=dim)
+    taps_re, taps_im = taps.chunk(2, dim=dim)
+    bins = re.shape[dim]
+    order = taps_re.shape[dim] // bins
+    n = re.shape[time_dim] - (order - 1)
+    out_re = out_im = None
+    for k in range(order):
+        xr, xi = re.narrow(time_dim, order - 1 - k, n), im.narrow(time_dim, order - 1 - k, n)
+        tr, ti = taps_re.narrow(dim, k * bins, bins), taps_im.narrow(dim, k * bins, bins)
+        yr, yi = tr * xr - ti * xi, tr * xi + ti * xr
+        out_re, out_im = (yr, yi) if out_re is None else (out_re + yr, out_im + yi)
+    return torch.cat([out_re, out_im], dim=dim)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -13,6 +13,13 @@ def check_budget(minutes: float, steps: int) -> None:
         raise StreamaeError("no training budget: give --minutes or --steps above 0")
 
 
+def check_shape(deep_filter: int, analysis_window: int) -> None:
+    """The deep filter works on the spectral front end's bins and needs a past frame."""
+    if deep_filter and (deep_filter < 2 or analysis_window <= DenoiserConfig.window):
+        raise StreamaeError(f"--deep-filter needs at least 2 taps and the spectral front end (--analysis-window "
+                            f"above {DenoiserConfig.window}, e.g. 512)")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speech", nargs="+", required=True, help="clean speech files or folders")
     p.add_argument("--noise", nargs="+", required=True, help="noise files or folders")
@@ -22,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", default="runs/denoiser", help="checkpoints and logs; resumed if present")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--init", default=None, help="start from these weights (a checkpoint or models/*.pt), e.g. to "
-                   "fine-tune the shipped model (a larger --hidden widens its GRU layers, keeping what they do); "
+                   "fine-tune the shipped model (a larger --hidden widens its GRU layers, and --deep-filter adds one, "
+                   "keeping what the model does); "
                    "ignored when resuming")
     p.add_argument("--minutes", type=float, default=30.0, help="training time budget (wall clock)")
     p.add_argument("--steps", type=int, default=0, help="step budget (0: time only)")
@@ -43,6 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "10 ms synthesis window (e.g. 512); 0: learned filterbank (v1)")
     p.add_argument("--recurrent", type=int, default=DenoiserConfig.recurrent,
                    help="GRU layers (width --hidden) instead of the dilated conv blocks; 0: conv blocks (v1)")
+    p.add_argument("--deep-filter", type=int, default=DenoiserConfig.deep_filter, metavar="TAPS",
+                   help="spectral front end: add a complex filter of TAPS (>= 2) frames to the mask below 4 kHz, "
+                        "fed the bins' phase advance; 0: the mask alone")
     p.add_argument("--dilations", type=int, nargs="+", default=list(DenoiserConfig.dilations))
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")

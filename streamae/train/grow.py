@@ -1,11 +1,14 @@
-"""Grow a trained GRU denoiser to a wider one that computes exactly the same function.
+"""Grow a trained denoiser into a larger one that computes exactly the same function.
 
-A shape trained to its plateau can only improve with more capacity, but a wider net trained from
-scratch spends its first hours relearning what the narrow one knows. Widening keeps every old
-weight; each new GRU unit gets a fresh random initialisation but all its outgoing weights (into
-the old units' recurrences, the next layer, the mask) start at zero. The new units then change
-nothing at step 0, and gradient flows into them from the first step (the zero weights see the
-new units' non-zero activity), in the spirit of Net2Net (Chen et al. 2016).
+A shape trained to its plateau can only improve with more capacity, but a larger net trained from
+scratch spends its first hours relearning what the small one knows. Two ways to grow keep every
+old weight:
+- wider GRU layers: each new unit gets a fresh random initialisation but all its outgoing weights
+  (into the old units' recurrences, the next layer, the mask) start at zero. The new units then
+  change nothing at step 0, and gradient flows into them from the first step (the zero weights
+  see the new units' non-zero activity), in the spirit of Net2Net (Chen et al. 2016);
+- a deep filter added (spectral front end): its input and output weights start at zero
+  (model.py), so it adds nothing until it has learned something.
 """
 from __future__ import annotations
 
@@ -19,21 +22,25 @@ from .model import DenoiserNet
 GATES = 3  # PyTorch stacks a GRU's reset, update and new-state rows in this order
 
 
-def can_widen(old: DenoiserConfig, new: DenoiserConfig) -> bool:
-    """Only the GRU width may grow; everything else must match."""
-    return (old.recurrent > 0 and new.hidden > old.hidden
-            and dataclasses.replace(new, hidden=old.hidden) == old)
+def can_grow(old: DenoiserConfig, new: DenoiserConfig) -> bool:
+    """Only a GRU's width may grow and a deep filter be added; everything else must match."""
+    wider = new.hidden > old.hidden and old.recurrent > 0
+    filtered = new.deep_filter > 0 and old.deep_filter == 0
+    same_rest = dataclasses.replace(new, hidden=old.hidden, deep_filter=old.deep_filter) == old
+    return same_rest and (wider or new.hidden == old.hidden) and (filtered or new.deep_filter == old.deep_filter) \
+        and new != old
 
 
-def widen(old_state: dict[str, torch.Tensor], old: DenoiserConfig, new: DenoiserConfig,
-          seed: int = 0) -> dict[str, torch.Tensor]:
+def grow(old_state: dict[str, torch.Tensor], old: DenoiserConfig, new: DenoiserConfig,
+         seed: int = 0) -> dict[str, torch.Tensor]:
     """old_state (a DenoiserNet of config `old`) -> the state of a DenoiserNet of config `new` with
     the same output."""
-    if not can_widen(old, new):
-        raise ValueError(f"cannot widen {old} to {new}: only a GRU's hidden width may grow")
+    if not can_grow(old, new):
+        raise ValueError(f"cannot grow {old} into {new}: only a GRU's hidden width may grow and a deep "
+                         "filter be added")
     with torch.random.fork_rng():  # seeded, without touching the caller's random stream
         torch.manual_seed(seed)
-        state = DenoiserNet(new).state_dict()  # fresh initialisation for the new units
+        state = DenoiserNet(new).state_dict()  # fresh initialisation for the new units and modules
     h = old.hidden
     for name, value in old_state.items():
         target = state[name]

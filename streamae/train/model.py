@@ -266,19 +266,22 @@ def phase_advance(spectrum: torch.Tensor, skip: int, time_dim: int, dim: int) ->
 def deep_filter(spectrum: torch.Tensor, taps: torch.Tensor, time_dim: int, dim: int) -> torch.Tensor:
     """sum over k of taps_k(t) X(t - k), complex, per bin. `spectrum` holds order - 1 frames of
     history before the T frames to filter; taps [order * bins real parts, then as many imaginary],
-    tap k = 0 (the current frame) first."""
+    tap k = 0 (the current frame) first. All taps are multiplied at once, side by side: in the step
+    graph every node costs about a microsecond, whatever its size."""
     re, im = spectrum.chunk(2, dim=dim)
     taps_re, taps_im = taps.chunk(2, dim=dim)
     bins = re.shape[dim]
     order = taps_re.shape[dim] // bins
     n = re.shape[time_dim] - (order - 1)
-    out_re = out_im = None
-    for k in range(order):
-        xr, xi = re.narrow(time_dim, order - 1 - k, n), im.narrow(time_dim, order - 1 - k, n)
-        tr, ti = taps_re.narrow(dim, k * bins, bins), taps_im.narrow(dim, k * bins, bins)
-        yr, yi = tr * xr - ti * xi, tr * xi + ti * xr
-        out_re, out_im = (yr, yi) if out_re is None else (out_re + yr, out_im + yi)
-    return torch.cat([out_re, out_im], dim=dim)
+
+    def frames_side_by_side(x: torch.Tensor) -> torch.Tensor:  # X(t), X(t - 1), ... on `dim`
+        return torch.cat([x.narrow(time_dim, order - 1 - k, n) for k in range(order)], dim=dim)
+
+    def sum_over_taps(x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(dim, (order, bins)).sum(dim)
+
+    xr, xi = frames_side_by_side(re), frames_side_by_side(im)
+    return torch.cat([sum_over_taps(taps_re * xr - taps_im * xi), sum_over_taps(taps_re * xi + taps_im * xr)], dim=dim)
 
 
 def count_parameters(model: nn.Module) -> int:

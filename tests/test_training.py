@@ -9,7 +9,7 @@ import pytest
 import onnxruntime as ort
 
 from streamae import Denoiser
-from conftest import noise, speechlike, train_tiny
+from conftest import REPO, noise, speechlike, train_tiny
 
 
 def test_exported_model_loads_and_reports_itself(tiny_model):
@@ -405,3 +405,29 @@ def test_the_module_entry_reports_errors_in_one_line(tmp_path):
                         "--noise", str(tmp_path), "--minutes", "0"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == ["streamae: error: no training budget: give --minutes or --steps above 0"]
+
+
+def test_interpolated_weights_run_from_the_grown_start_to_the_tuned_model(tiny_deep_filter_model):
+    """scripts/interpolate_weights.py: alpha 0 is the start (grown to the tuned shape), 1 the tuned
+    model, and 0.5 lies halfway, weight for weight."""
+    import importlib.util
+
+    import torch
+
+    from streamae.train.config import DenoiserConfig
+    from streamae.train.grow import grow
+
+    spec = importlib.util.spec_from_file_location("interpolate_weights", REPO / "scripts" / "interpolate_weights.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tuned = torch.load(tiny_deep_filter_model.with_suffix(".pt"), weights_only=False)
+    start_config = DenoiserConfig.from_dict({**tuned["config"], "deep_filter": 0})
+    start = {"config": start_config.to_dict(),
+             "model": {k: v + 1.0 if v.is_floating_point() else v for k, v in tuned["model"].items()
+                       if not k.startswith(("taps.", "phase_features."))}}
+    grown = grow(start["model"], start_config, DenoiserConfig.from_dict(tuned["config"]))
+    for alpha in (0.0, 0.5, 1.0):
+        mixed = script.interpolate(start, tuned, alpha)["model"]
+        for name, value in tuned["model"].items():
+            if value.is_floating_point():
+                torch.testing.assert_close(mixed[name], grown[name] + alpha * (value - grown[name]))

@@ -8,7 +8,8 @@
 # mask network), spectral-large and spectral-gru (that front end with two GRU layers of 128 as the
 # mask network: 0.9x the parameters, cheaper to stream than the dilated blocks), spectral-gru-wide
 # (two GRU layers of 256: streams at about small's cost), spectral-gru-deep (three of 256) and
-# spectral-gru-df (spectral-gru with a deep filter of 3 taps below 4 kHz).
+# spectral-gru-df (spectral-gru with a deep filter of 3 taps below 4 kHz) and spectral-gru-phase
+# (spectral-gru with the phase input alone).
 # Wheels for what the GPU machine lacks: scripts/device_wheels.sh.
 # EXTRA goes to every run (INIT, below, is per run).
 # Runs longer than one device call: give every sitting the same MINUTES (the whole schedule) and
@@ -17,7 +18,8 @@
 # INIT=DIR starts each run that has a DIR/<name>.pt from those weights (e.g. a CPU run's checkpoint,
 # or models/denoiser-v1.pt as small.pt), with a new schedule; a resumed run ignores it. Smaller
 # weights are grown first, keeping their output (models/denoiser-v2.pt as spectral-gru-wide.pt: v2
-# with 256 units a layer; as spectral-gru-df.pt: v2 with a deep filter).
+# with 256 units a layer; as spectral-gru-df.pt or spectral-gru-phase.pt: v2 with a deep filter or the
+# phase input).
 set -u
 PACK=${1:-.pack}; OUT=${2:-runs/gpu}; MINUTES=${3:-8}
 extra=("${@:4}")
@@ -40,6 +42,7 @@ declare -A variant=(
   [spectral-gru-wide]="--analysis-window 512 --recurrent 2 --bottleneck 128 --hidden 256"
   [spectral-gru-deep]="--analysis-window 512 --recurrent 3 --bottleneck 128 --hidden 256"
   [spectral-gru-df]="--analysis-window 512 --recurrent 2 --bottleneck 128 --hidden 128 --deep-filter 3"
+  [spectral-gru-phase]="--analysis-window 512 --recurrent 2 --bottleneck 128 --hidden 128 --phase-input"
 )
 pids=()
 for name in ${RUNS:-small large medium}; do

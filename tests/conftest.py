@@ -98,14 +98,23 @@ def tiny_recurrent_model(tmp_path_factory) -> Path:
 def tiny_deep_filter_model(tmp_path_factory) -> Path:
     """An untrained tiny model with the spectral front end, a GRU and a deep filter of 3 taps,
     seeded and exported; its weights go to `path`.pt."""
+    return _tiny_phase_model(tmp_path_factory.mktemp("tiny-deep-filter") / "tiny.onnx", deep_filter=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_phase_input_model(tmp_path_factory) -> Path:
+    """The same with the phase input alone, no deep filter."""
+    return _tiny_phase_model(tmp_path_factory.mktemp("tiny-phase-input") / "tiny.onnx", phase_input=True)
+
+
+def _tiny_phase_model(path: Path, **shape) -> Path:
     import torch
 
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
 
-    path = tmp_path_factory.mktemp("tiny-deep-filter") / "tiny.onnx"
     torch.manual_seed(2)
-    net = DenoiserNet(DenoiserConfig(analysis_window=200, bottleneck=16, hidden=16, recurrent=1, deep_filter=3))
+    net = DenoiserNet(DenoiserConfig(analysis_window=200, bottleneck=16, hidden=16, recurrent=1, **shape))
     norm = net.features[1]  # statistics away from 0 and 1, so folding them into the step graph is tested
     norm.running_mean.uniform_(-1, 1)
     norm.running_var.uniform_(0.5, 2)

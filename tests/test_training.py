@@ -22,13 +22,14 @@ def test_exported_model_loads_and_reports_itself(tiny_model):
 
 def _tiny(front_end: str, request):
     """The tiny exported model with the learned filterbank (trained), the spectral front end, the
-    learned front end with a recurrent mask network, or the spectral one with a GRU and a deep filter."""
+    learned front end with a recurrent mask network, or the spectral one with a GRU and a deep filter
+    (or the phase input alone)."""
     fixtures = {"learned": "tiny_model", "spectral": "tiny_spectral_model", "recurrent": "tiny_recurrent_model",
-                "deep-filter": "tiny_deep_filter_model"}
+                "deep-filter": "tiny_deep_filter_model", "phase-input": "tiny_phase_input_model"}
     return request.getfixturevalue(fixtures[front_end])
 
 
-@pytest.mark.parametrize("front_end", ["learned", "spectral", "recurrent", "deep-filter"])
+@pytest.mark.parametrize("front_end", ["learned", "spectral", "recurrent", "deep-filter", "phase-input"])
 def test_exported_graphs_equal_the_torch_model(front_end, request):
     """The runtime (step graph, streamed by numpy) against the PyTorch model it was exported from."""
     import torch
@@ -54,7 +55,8 @@ def test_exported_graphs_equal_the_torch_model(front_end, request):
 
 @pytest.mark.parametrize("front_end, history, mask_states", [("learned", 160 - 80, 3), ("spectral", 3 * 80 - 80, 3),
                                                               ("recurrent", 160 - 80, 1),
-                                                              ("deep-filter", 3 * 80 - 80, 2)])
+                                                              ("deep-filter", 3 * 80 - 80, 2),
+                                                              ("phase-input", 3 * 80 - 80, 2)])
 def test_step_graph_has_explicit_states(front_end, history, mask_states, request):
     """The analysis window, not the 160-sample synthesis frame, sets the input history, rounded
     up to whole hops (the step graph frames its input by reshaping it into hops)."""
@@ -62,7 +64,7 @@ def test_step_graph_has_explicit_states(front_end, history, mask_states, request
     step = ort.InferenceSession(str(tiny_model.with_name("tiny.step.onnx")), providers=["CPUExecutionProvider"])
     inputs = [i.name for i in step.get_inputs()]
     outputs = [o.name for o in step.get_outputs()]
-    # encoder, then 3 blocks, or the GRU [and the deep filter's past frames], then decoder
+    # encoder, then 3 blocks, or the GRU [and the low band's past frames], then decoder
     assert inputs[0] == "audio" and len(inputs) == 1 + mask_states + 2
     assert step.get_inputs()[1].shape[-1] == history
     assert outputs == ["clean"] + [f"{n}_out" for n in inputs[1:]]
@@ -218,16 +220,17 @@ def test_widening_the_gru_keeps_the_output_and_lets_the_new_units_learn(tiny_rec
     assert wide.gru.weight_hh_l0.grad[:24, 24:].abs().max() > 0
 
 
-def test_adding_a_deep_filter_keeps_the_output_and_lets_it_learn(tiny_deep_filter_model):
+@pytest.mark.parametrize("front_end", ["deep-filter", "phase-input"])
+def test_adding_a_deep_filter_or_phase_input_keeps_the_output_and_lets_it_learn(front_end, request):
     import torch
 
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
     from streamae.train.grow import grow
 
-    saved = torch.load(tiny_deep_filter_model.with_suffix(".pt"), weights_only=False)
+    saved = torch.load(_tiny(front_end, request).with_suffix(".pt"), weights_only=False)
     config = DenoiserConfig.from_dict(saved["config"])
-    plain_config = DenoiserConfig.from_dict({**saved["config"], "deep_filter": 0})
+    plain_config = DenoiserConfig.from_dict({**saved["config"], "deep_filter": 0, "phase_input": False})
     plain = DenoiserNet(plain_config).eval()  # the same weights without the deep filter
     plain.load_state_dict({k: v for k, v in saved["model"].items() if not k.startswith(("taps.", "phase_features."))})
     grown = DenoiserNet(config).eval()
@@ -238,9 +241,13 @@ def test_adding_a_deep_filter_keeps_the_output_and_lets_it_learn(tiny_deep_filte
     out = grown(audio)
     assert torch.allclose(out, expected, atol=1e-6, rtol=0)
     out.pow(2).sum().backward()
-    assert grown.taps.weight.grad.abs().max() > 0 and grown.phase_features.weight.grad.abs().max() > 0
+    assert grown.phase_features.weight.grad.abs().max() > 0
+    learned = grown.phase_features.weight
+    if config.deep_filter:
+        assert grown.taps.weight.grad.abs().max() > 0
+        learned = grown.taps.bias
     with torch.no_grad():  # and once it has learned, it changes the output
-        grown.taps.bias.fill_(0.1)
+        learned.fill_(0.1)
         assert (grown(audio) - expected).abs().max() > 1e-3
 
 
@@ -267,10 +274,12 @@ def test_init_can_widen_a_gru_model_and_nothing_else(tiny_model, tiny_recurrent_
 
 @pytest.mark.parametrize("options, refusal", [
     (("--analysis-window", "200", "--deep-filter", "3"), None),
-    (("--deep-filter", "3"), "needs at least 2 taps and the spectral front end"),  # the learned front end
+    (("--analysis-window", "200", "--phase-input"), None),
+    (("--deep-filter", "3"), "need the spectral front end"),  # the learned front end
+    (("--phase-input",), "need the spectral front end"),
     (("--analysis-window", "200", "--deep-filter", "1"), "needs at least 2 taps"),
 ])
-def test_init_can_add_a_deep_filter_to_a_spectral_model(tiny_model, tmp_path, capsys, options, refusal):
+def test_init_can_add_a_deep_filter_or_phase_input_to_a_spectral_model(tiny_model, tmp_path, capsys, options, refusal):
     import torch
 
     from streamae.train.config import DenoiserConfig
@@ -283,8 +292,10 @@ def test_init_can_add_a_deep_filter_to_a_spectral_model(tiny_model, tmp_path, ca
     code = train_tiny(tiny_model.parent, tmp_path / "run", "--init", str(init), *shape, *options, "--steps", "1")
     captured = capsys.readouterr()
     if refusal is None:
-        assert code == 0 and "added a deep filter of 3 taps" in captured.out
-        assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["config"]["deep_filter"] == 3
+        added = "added a deep filter of 3 taps" if "--deep-filter" in options else "added the phase input"
+        assert code == 0 and added in captured.out
+        saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["config"]
+        assert (saved["deep_filter"], saved["phase_input"]) == ((3, False) if "--deep-filter" in options else (0, True))
     else:
         assert code == 1 and refusal in captured.err
         assert not (tmp_path / "run" / "checkpoint.pt").exists()

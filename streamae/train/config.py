@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
-DEEP_FILTER_HZ = 4000.0  # the deep filter works on the bins up to here, where speech has its harmonics
+LOW_BAND_HZ = 4000.0  # the phase input and the deep filter work on the bins up to here, where speech has its harmonics
 
 
 @dataclass(frozen=True)
@@ -25,11 +25,13 @@ class DenoiserConfig:
     # (whose `kernel` and `dilations` are then unused); its state is one vector per layer, where a
     # dilated block carries its whole receptive field. 0: the dilated conv blocks (v1).
     recurrent: int = 0
-    # Deep filter (spectral front end only): besides the mask, a complex filter of this many taps
-    # over the current and past frames of each bin below DEEP_FILTER_HZ, fed the phase advance of
-    # those bins from frame to frame, so the network can use phase, which a mask cannot (after
-    # DeepFilterNet, Schroeter et al. 2022). Its taps start at zero: a mask-only model grown this way
-    # computes the same as before. 0: the mask alone (v1, v2).
+    # Phase input (spectral front end only): the mask network also sees how each bin below
+    # LOW_BAND_HZ advanced in phase since the last frame, which tells a steady harmonic from noise
+    # where magnitudes cannot. Its weights start at zero: a model grown this way computes the same.
+    phase_input: bool = False
+    # Deep filter (implies the phase input): besides the mask, a complex filter of this many taps
+    # over the current and past frames of the same bins, so the output can use phase, which a mask
+    # cannot (after DeepFilterNet, Schroeter et al. 2022). Its taps start at zero too. 0: none.
     deep_filter: int = 0
 
     def to_dict(self) -> dict:
@@ -47,6 +49,8 @@ class DenoiserConfig:
             unused |= {"kernel", "dilations"}
         if not self.deep_filter:
             unused.add("deep_filter")
+        if not self.phase_input:
+            unused.add("phase_input")
         return {k: v for k, v in self.to_dict().items() if k not in unused}
 
     @classmethod
@@ -55,6 +59,13 @@ class DenoiserConfig:
         d["dilations"] = tuple(d["dilations"])
         return cls(**d)  # fields added later keep their defaults for older models
 
-    def deep_filter_bins(self) -> int:
-        """How many of the spectral front end's bins, from DC up, the deep filter works on."""
-        return int(DEEP_FILTER_HZ * self.analysis_window / self.sample_rate) + 1
+    def uses_phase(self) -> bool:
+        return self.phase_input or self.deep_filter > 0
+
+    def low_band_bins(self) -> int:
+        """How many of the spectral front end's bins, from DC up, the phase input and deep filter see."""
+        return int(LOW_BAND_HZ * self.analysis_window / self.sample_rate) + 1
+
+    def past_frames(self) -> int:
+        """Frames of the low band carried between steps: one for the phase advance, taps - 1 for the filter."""
+        return max(self.deep_filter - 1, 1) if self.uses_phase() else 0

@@ -48,8 +48,9 @@ class _StepGraph(nn.Module):
         unused = self.hops_per_frame * c.hop - analysis.shape[0]  # oldest samples of the widened frame
         self.register_buffer("analysis", torch.cat([analysis.new_zeros(unused, analysis.shape[1]), analysis]))
         self.features = _Affine(*_fold_norm(net.features[0], net.features[1]))
-        if c.deep_filter:  # added before the BatchNorm, so scaled by it too (its shift is in `features`)
+        if c.uses_phase():  # added before the BatchNorm, so scaled by it too (its shift is in `features`)
             self.phase_features = _Affine(*_fold_norm(net.phase_features, net.features[1], shift=False))
+        if c.deep_filter:
             self.taps = _Affine(*_fold_norm(net.taps))
         self.dilations = [b.conv.dilation[0] for b in net.blocks]
         self.gru = _ExportedGRU(net.gru) if c.recurrent else None
@@ -64,8 +65,8 @@ class _StepGraph(nn.Module):
         blocks = [torch.zeros(b.context, c.bottleneck) for b in net.blocks]
         if c.recurrent:
             blocks.append(torch.zeros(c.recurrent, c.hidden))
-        if c.deep_filter:
-            blocks.append(torch.zeros(c.deep_filter - 1, 2 * c.deep_filter_bins()))
+        if c.uses_phase():
+            blocks.append(torch.zeros(c.past_frames(), 2 * c.low_band_bins()))
         return [torch.zeros(self.history), *blocks, torch.zeros(1, net.overlap)]
 
     def forward(self, audio: torch.Tensor, *states: torch.Tensor):
@@ -76,9 +77,9 @@ class _StepGraph(nn.Module):
         frames = torch.cat([hops[k: k - reach] for k in range(reach)] + [hops[reach:]], dim=1)  # [T, frame], oldest first
         code, log_code = net.activate(frames @ self.analysis, dim=1)  # [T, channels]
         h = self.features(log_code)
-        if net.config.deep_filter:
+        if net.config.uses_phase():
             *block_states, past = block_states
-            low = torch.cat([past, low_bins(code, net.config.deep_filter_bins(), dim=1)])
+            low = torch.cat([past, low_bins(code, net.config.low_band_bins(), dim=1)])
             new_past = low[low.shape[0] - past.shape[0]:]
             h = h + self.phase_features(phase_advance(low, past.shape[0] - 1, time_dim=0, dim=1))
         new_block_states = []
@@ -98,6 +99,7 @@ class _StepGraph(nn.Module):
         masked = code * mask
         if net.config.deep_filter:
             masked = add_to_low_bins(masked, deep_filter(low, torch.tanh(self.taps(h)), time_dim=0, dim=1), dim=1)
+        if net.config.uses_phase():
             new_block_states.append(new_past)
         synthesised = masked @ self.synthesis  # [T, window]
         tails = torch.cat([dec_state, synthesised[:, hop:]])  # second halves, the previous step's last one first

@@ -7,8 +7,8 @@ old weight:
   (into the old units' recurrences, the next layer, the mask) start at zero. The new units then
   change nothing at step 0, and gradient flows into them from the first step (the zero weights
   see the new units' non-zero activity), in the spirit of Net2Net (Chen et al. 2016);
-- a deep filter added (spectral front end): its input and output weights start at zero
-  (model.py), so it adds nothing until it has learned something.
+- the phase input or a deep filter added (spectral front end): their weights start at zero
+  (model.py), so they add nothing until they have learned something.
 """
 from __future__ import annotations
 
@@ -23,12 +23,13 @@ GATES = 3  # PyTorch stacks a GRU's reset, update and new-state rows in this ord
 
 
 def can_grow(old: DenoiserConfig, new: DenoiserConfig) -> bool:
-    """Only a GRU's width may grow and a deep filter be added; everything else must match."""
+    """Only a GRU's width may grow, and the phase input or a deep filter be added; all else must match."""
     wider = new.hidden > old.hidden and old.recurrent > 0
     filtered = new.deep_filter > 0 and old.deep_filter == 0
-    same_rest = dataclasses.replace(new, hidden=old.hidden, deep_filter=old.deep_filter) == old
-    return same_rest and (wider or new.hidden == old.hidden) and (filtered or new.deep_filter == old.deep_filter) \
-        and new != old
+    same_rest = dataclasses.replace(new, hidden=old.hidden, deep_filter=old.deep_filter,
+                                    phase_input=old.phase_input) == old
+    return same_rest and new.phase_input >= old.phase_input and (wider or new.hidden == old.hidden) \
+        and (filtered or new.deep_filter == old.deep_filter) and new != old
 
 
 def grow(old_state: dict[str, torch.Tensor], old: DenoiserConfig, new: DenoiserConfig,
@@ -36,8 +37,8 @@ def grow(old_state: dict[str, torch.Tensor], old: DenoiserConfig, new: DenoiserC
     """old_state (a DenoiserNet of config `old`) -> the state of a DenoiserNet of config `new` with
     the same output."""
     if not can_grow(old, new):
-        raise ValueError(f"cannot grow {old} into {new}: only a GRU's hidden width may grow and a deep "
-                         "filter be added")
+        raise ValueError(f"cannot grow {old} into {new}: only a GRU's hidden width may grow, and the phase "
+                         "input or a deep filter be added")
     with torch.random.fork_rng():  # seeded, without touching the caller's random stream
         torch.manual_seed(seed)
         state = DenoiserNet(new).state_dict()  # fresh initialisation for the new units and modules

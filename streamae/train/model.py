@@ -72,15 +72,16 @@ class DenoiserNet(nn.Module):
         self.mask = nn.Conv1d(width, channels, 1)
         nn.init.constant_(self.mask.bias, 3.0)  # mask ~0.95: start near pass-through
         nn.init.zeros_(self.mask.weight)
+        # both start at zero, so adding them to a trained model changes nothing (train/grow.py)
+        if c.uses_phase():
+            if not self.spectral or c.deep_filter == 1:
+                raise ValueError("the phase input and deep filter need the spectral front end; the filter 2 taps or more")
+            self.phase_features = nn.Conv1d(2 * c.low_band_bins(), c.bottleneck, 1, bias=False)
+            nn.init.zeros_(self.phase_features.weight)
         if c.deep_filter:
-            if not self.spectral or c.deep_filter < 2:
-                raise ValueError("the deep filter needs the spectral front end and at least 2 taps")
-            bins = c.deep_filter_bins()
-            # both start at zero, so adding them to a trained model changes nothing (train/grow.py)
-            self.phase_features = nn.Conv1d(2 * bins, c.bottleneck, 1, bias=False)
-            self.taps = nn.Conv1d(width, 2 * c.deep_filter * bins, 1)
-            for p in (self.phase_features.weight, self.taps.weight, self.taps.bias):
-                nn.init.zeros_(p)
+            self.taps = nn.Conv1d(width, 2 * c.deep_filter * c.low_band_bins(), 1)
+            nn.init.zeros_(self.taps.weight)
+            nn.init.zeros_(self.taps.bias)
         if not self.spectral:
             self._init_filterbank()
 
@@ -110,8 +111,8 @@ class DenoiserNet(nn.Module):
         shapes += [(batch, c.bottleneck, b.context) for b in self.blocks]
         if c.recurrent:
             shapes.append((c.recurrent, batch, c.hidden))  # GRU hidden state, one row per layer
-        if c.deep_filter:  # the deep filter's past frames of its bins, real then imaginary parts
-            shapes.append((batch, 2 * c.deep_filter_bins(), c.deep_filter - 1))
+        if c.uses_phase():  # past frames of the low band, real then imaginary parts
+            shapes.append((batch, 2 * c.low_band_bins(), c.past_frames()))
         shapes.append((batch, 1, self.overlap))  # decoder overlap-add tail
         return shapes
 
@@ -130,9 +131,9 @@ class DenoiserNet(nn.Module):
         new_enc_state = x[..., x.shape[-1] - self.history:]
         code, log_code = self._encode(x)
         h = self.features[0](log_code)
-        if self.config.deep_filter:
+        if self.config.uses_phase():
             *block_states, past = block_states
-            low = torch.cat([past, low_bins(code, self.config.deep_filter_bins(), dim=1)], dim=-1)
+            low = torch.cat([past, low_bins(code, self.config.low_band_bins(), dim=1)], dim=-1)
             new_past = low[..., low.shape[-1] - past.shape[-1]:]
             h = h + self.phase_features(phase_advance(low, past.shape[-1] - 1, time_dim=-1, dim=1))
         h = self.features[1](h)
@@ -148,6 +149,7 @@ class DenoiserNet(nn.Module):
         masked = code * (torch.cat([mask, mask], dim=1) if self.spectral else mask)
         if self.config.deep_filter:
             masked = add_to_low_bins(masked, deep_filter(low, torch.tanh(self.taps(h)), time_dim=-1, dim=1), dim=1)
+        if self.config.uses_phase():
             new_block_states.append(new_past)
         sparse_view, frames = self._decode(masked)  # frames [B, 1, T*H + overlap]
         n = audio.shape[-1]
@@ -229,12 +231,12 @@ def asymmetric_stft(analysis: int, synthesis: int) -> tuple[torch.Tensor, torch.
     return forward[:, None, :].float(), inverse[:, None, :].float()
 
 
-# ---- deep filter: shared by the model and its exported step graph ----------------------------
+# ---- phase input and deep filter: shared by the model and its exported step graph ------------
 # Spectra here hold the real parts of all bins, then the imaginary parts, on axis `dim`;
 # `time_dim` is the frame axis.
 
 def low_bins(code: torch.Tensor, bins: int, dim: int) -> torch.Tensor:
-    """The deep filter's bins (the lowest `bins`), real then imaginary parts."""
+    """The low band (the lowest `bins`), real then imaginary parts."""
     re, im = code.chunk(2, dim=dim)
     return torch.cat([re.narrow(dim, 0, bins), im.narrow(dim, 0, bins)], dim=dim)
 

@@ -13,10 +13,13 @@ def check_budget(minutes: float, steps: int) -> None:
         raise StreamaeError("no training budget: give --minutes or --steps above 0")
 
 
-def check_shape(deep_filter: int, analysis_window: int) -> None:
-    """The deep filter works on the spectral front end's bins and needs a past frame."""
-    if deep_filter and (deep_filter < 2 or analysis_window <= DenoiserConfig.window):
-        raise StreamaeError(f"--deep-filter needs at least 2 taps and the spectral front end (--analysis-window "
+def check_shape(deep_filter: int, phase_input: bool, analysis_window: int) -> None:
+    """The phase input and the deep filter work on the spectral front end's bins; a filter of one tap
+    would be a complex mask, which the real mask and a 2-tap filter already cover."""
+    if deep_filter < 0 or deep_filter == 1:
+        raise StreamaeError("--deep-filter needs at least 2 taps (0: none)")
+    if (deep_filter or phase_input) and analysis_window <= DenoiserConfig.window:
+        raise StreamaeError(f"--deep-filter and --phase-input need the spectral front end (--analysis-window "
                             f"above {DenoiserConfig.window}, e.g. 512)")
 
 
@@ -51,9 +54,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "10 ms synthesis window (e.g. 512); 0: learned filterbank (v1)")
     p.add_argument("--recurrent", type=int, default=DenoiserConfig.recurrent,
                    help="GRU layers (width --hidden) instead of the dilated conv blocks; 0: conv blocks (v1)")
+    p.add_argument("--phase-input", action="store_true",
+                   help="spectral front end: the mask network also sees each bin's phase advance below 4 kHz")
     p.add_argument("--deep-filter", type=int, default=DenoiserConfig.deep_filter, metavar="TAPS",
-                   help="spectral front end: add a complex filter of TAPS (>= 2) frames to the mask below 4 kHz, "
-                        "fed the bins' phase advance; 0: the mask alone")
+                   help="spectral front end: add a complex filter of TAPS (>= 2) frames to the mask below 4 kHz "
+                        "(implies --phase-input); 0: the mask alone")
     p.add_argument("--dilations", type=int, nargs="+", default=list(DenoiserConfig.dilations))
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")

@@ -29,7 +29,7 @@ WARMUP_STEPS = 300
 
 def main(args: argparse.Namespace) -> Path | None:
     check_budget(args.minutes, args.steps)
-    check_shape(args.deep_filter, args.analysis_window)
+    check_shape(args.deep_filter, args.phase_input, args.analysis_window)
     if args.export:
         step_graph_path(args.export)  # checks the name now, not after hours of training
     if args.init and not Path(args.init).is_file():
@@ -85,7 +85,7 @@ class Run:
         ckpt_path = run_dir / "checkpoint.pt"
         config = DenoiserConfig(code=args.code, bottleneck=args.bottleneck, hidden=args.hidden,
                                 dilations=tuple(args.dilations), analysis_window=args.analysis_window,
-                                recurrent=args.recurrent, deep_filter=args.deep_filter)
+                                recurrent=args.recurrent, phase_input=args.phase_input, deep_filter=args.deep_filter)
         resume = ckpt_path.exists() and not args.fresh
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
         init = torch.load(args.init, map_location="cpu", weights_only=False) if args.init and not resume else None
@@ -212,20 +212,22 @@ def export(net: DenoiserNet, probe: torch.Tensor, path: str | Path, training: di
 
 
 def _shape_from_init(init: dict, asked: DenoiserConfig, args: argparse.Namespace) -> DenoiserConfig:
-    """The initial weights fix the shape; options may only widen its GRU or add a deep filter (init's
-    weights then grow in place, computing what they did). No shape options at all means the init's shape."""
+    """The initial weights fix the shape; options may only widen its GRU or add the phase input or a
+    deep filter (init's weights then grow in place, computing what they did). No shape options at all means the init's shape."""
     config = DenoiserConfig.from_dict(init["config"])
     if asked in (DenoiserConfig(), config):
         return config
     if not can_grow(config, asked):
-        raise StreamaeError(f"--init fixes the architecture (only a GRU's --hidden may grow, and a --deep-filter "
-                            f"be added), and its config "
+        raise StreamaeError(f"--init fixes the architecture (only a GRU's --hidden may grow, and --phase-input "
+                            f"or a --deep-filter be added), and its config "
                             f"{config.to_dict()} differs from the one these options ask for, {asked.to_dict()}",
                             args.init)
     init["model"] = grow(init["model"], config, asked, seed=args.seed)
     if asked.hidden > config.hidden:
         print(f"widened the GRU layers from {config.hidden} to {asked.hidden} units; the new ones start silent, "
               "so the output is unchanged", flush=True)
+    if asked.phase_input > config.phase_input:
+        print("added the phase input; it starts silent, so the output is unchanged", flush=True)
     if asked.deep_filter > config.deep_filter:
         print(f"added a deep filter of {asked.deep_filter} taps; it starts silent, so the output is unchanged", flush=True)
     return asked

@@ -28,8 +28,13 @@ def main() -> None:
     p.add_argument("--dev-noise", nargs="+", required=True)
     p.add_argument("--training-note", default="", help="free text stored in the training metadata")
     p.add_argument("--weights-out", default=None, help="also write the weights (no optimizer) here, for --init")
+    p.add_argument("--drop-deep-filter", action="store_true",
+                   help="leave the deep filter's taps out, keeping the phase input: to measure what the taps add, "
+                        "or to ship a model whose taps add nothing without their cost")
     args = p.parse_args()
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    if args.drop_deep_filter:
+        ckpt = _without_deep_filter(ckpt)
     net = DenoiserNet(DenoiserConfig.from_dict(ckpt["config"]))
     net.load_state_dict(ckpt["model"])
     mix = MixConfig(snr_low=-5, snr_high=15, p_clean=0, p_reverb=0, p_gap=0, p_second_noise=0, p_synthetic=0)
@@ -42,6 +47,13 @@ def main() -> None:
     if args.weights_out:
         torch.save({"model": net.state_dict(), "config": ckpt["config"], "step": ckpt["step"]}, args.weights_out)
         print(f"wrote {args.weights_out}")
+
+
+def _without_deep_filter(ckpt: dict) -> dict:
+    if not ckpt["config"].get("deep_filter"):
+        raise SystemExit("--drop-deep-filter: this checkpoint has no deep filter")
+    model = {k: v for k, v in ckpt["model"].items() if not k.startswith("taps.")}
+    return {**ckpt, "model": model, "config": {**ckpt["config"], "deep_filter": 0, "phase_input": True}}
 
 
 if __name__ == "__main__":

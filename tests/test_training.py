@@ -418,19 +418,45 @@ def test_the_module_entry_reports_errors_in_one_line(tmp_path):
     assert r.stderr.strip().splitlines() == ["streamae: error: no training budget: give --minutes or --steps above 0"]
 
 
+def _script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_dropping_the_deep_filter_leaves_the_model_with_silent_taps(tiny_deep_filter_model):
+    """scripts/export_denoiser.py --drop-deep-filter: the phase input stays, the taps' output goes."""
+    import torch
+
+    from streamae.train.config import DenoiserConfig
+    from streamae.train.model import DenoiserNet
+
+    saved = torch.load(tiny_deep_filter_model.with_suffix(".pt"), weights_only=False)
+    dropped = _script("export_denoiser")._without_deep_filter(saved)
+    without = DenoiserNet(DenoiserConfig.from_dict(dropped["config"])).eval()
+    without.load_state_dict(dropped["model"])
+    silenced = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
+    silenced.load_state_dict(saved["model"])
+    with torch.no_grad():
+        silenced.taps.weight.zero_()
+        silenced.taps.bias.zero_()
+        audio = torch.from_numpy(np.stack([speechlike(1.0, seed=3) + noise(1.0, seed=4)]))
+        assert without.config.phase_input and not without.config.deep_filter
+        assert torch.allclose(without(audio), silenced(audio), atol=1e-6, rtol=0)
+
+
 def test_interpolated_weights_run_from_the_grown_start_to_the_tuned_model(tiny_deep_filter_model):
     """scripts/interpolate_weights.py: alpha 0 is the start (grown to the tuned shape), 1 the tuned
     model, and 0.5 lies halfway, weight for weight."""
-    import importlib.util
-
     import torch
 
     from streamae.train.config import DenoiserConfig
     from streamae.train.grow import grow
 
-    spec = importlib.util.spec_from_file_location("interpolate_weights", REPO / "scripts" / "interpolate_weights.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = _script("interpolate_weights")
     tuned = torch.load(tiny_deep_filter_model.with_suffix(".pt"), weights_only=False)
     start_config = DenoiserConfig.from_dict({**tuned["config"], "deep_filter": 0})
     start = {"config": start_config.to_dict(),

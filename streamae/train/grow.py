@@ -28,7 +28,8 @@ def can_grow(old: DenoiserConfig, new: DenoiserConfig) -> bool:
     filtered = new.deep_filter > 0 and old.deep_filter == 0
     same_rest = dataclasses.replace(new, hidden=old.hidden, deep_filter=old.deep_filter,
                                     phase_input=old.phase_input) == old
-    return same_rest and new.phase_input >= old.phase_input and (wider or new.hidden == old.hidden) \
+    keeps_phase = new.phase_input or not old.phase_input
+    return same_rest and keeps_phase and (wider or new.hidden == old.hidden) \
         and (filtered or new.deep_filter == old.deep_filter) and new != old
 
 

@@ -32,8 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", default="runs/denoiser", help="checkpoints and logs; resumed if present")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--init", default=None, help="start from these weights (a checkpoint or models/*.pt), e.g. to "
-                   "fine-tune the shipped model (a larger --hidden widens its GRU layers, and --deep-filter adds one, "
-                   "keeping what the model does); "
+                   "fine-tune the shipped model (a larger --hidden widens its GRU layers, and --phase-input or "
+                   "--deep-filter add theirs, keeping what the model does); "
                    "ignored when resuming")
     p.add_argument("--minutes", type=float, default=30.0, help="training time budget (wall clock)")
     p.add_argument("--steps", type=int, default=0, help="step budget (0: time only)")

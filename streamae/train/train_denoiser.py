@@ -213,7 +213,8 @@ def export(net: DenoiserNet, probe: torch.Tensor, path: str | Path, training: di
 
 def _shape_from_init(init: dict, asked: DenoiserConfig, args: argparse.Namespace) -> DenoiserConfig:
     """The initial weights fix the shape; options may only widen its GRU or add the phase input or a
-    deep filter (init's weights then grow in place, computing what they did). No shape options at all means the init's shape."""
+    deep filter (init's weights then grow in place, computing what they did). No shape options at all
+    means the init's shape."""
     config = DenoiserConfig.from_dict(init["config"])
     if asked in (DenoiserConfig(), config):
         return config

@@ -5,7 +5,9 @@ for elsewhere. Every model named is measured in the same run:
         --pairs ../shared/data/paired/vctk-p287
 
 - example: examples/noisy_speech.flac (real noise at 5 dB), SI-SDR gain over the input, and PESQ-WB;
-- white: the example's clean speech under seeded white noise at 5 dB SNR, SI-SDR gain;
+- white: the example's clean speech under seeded white noise at 5 dB SNR, SI-SDR gain; with
+  --white-speech DIR also the mean (and worst) gain over every file there, since one clip can
+  overstate a change several times over;
 - pairs: real noisy/clean recordings, PESQ-WB / STOI / SI-SDR, and per utterance how much of the
   clean speech's 2-4 and 4-8 kHz energy survives (dB, over the louder half of the clean frames):
   a model that removes consonants with the noise shows it there first.
@@ -22,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from streamae import Denoiser  # noqa: E402
-from streamae.audio import read_first_channel  # noqa: E402
+from streamae.audio import audio_files, read_first_channel  # noqa: E402
 from streamae.evaluation import load_pairs, quality_scores, si_sdr  # noqa: E402
 
 RATE = 16000
@@ -33,12 +35,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+")
     p.add_argument("--pairs", default=None, help="a folder with noisy/ and clean/ recordings of the same utterances")
+    p.add_argument("--white-speech", default=None, help="clean speech files or a folder for the white-noise check too")
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
     clean = read_first_channel(ROOT / "examples" / "clean_speech.flac", RATE)
     noisy = read_first_channel(ROOT / "examples" / "noisy_speech.flac", RATE)
     white = add_white_noise(clean, snr_db=5.0)
     pairs = load_pairs(args.pairs) if args.pairs else []
+    many_white = []  # (noisy, clean) per file, each with its own seeded noise
+    for i, path in enumerate(audio_files([args.white_speech]) if args.white_speech else []):
+        speech = read_first_channel(path, RATE)
+        many_white.append((add_white_noise(speech, snr_db=5.0, seed=i), speech))
     results = {}
     for model in args.models:
         d = Denoiser(model, threads=1)
@@ -46,6 +53,10 @@ def main() -> None:
         r = {"example_si_sdr_gain_db": gain(example, noisy, clean),
              "example_pesq_wb": quality_scores(example, clean)["pesq_wb"],
              "white_5db_si_sdr_gain_db": gain(d.process(white, RATE), white, clean)}
+        if many_white:
+            gains = [gain(d.process(x, RATE), x, c) for x, c in many_white]
+            r["white_5db_many"] = {"files": len(gains), "mean_gain_db": round(float(np.mean(gains)), 2),
+                                   "worst_gain_db": min(gains)}
         if pairs:
             r["pairs"] = pair_scores(d, pairs)
         results[model] = r
@@ -57,6 +68,9 @@ def main() -> None:
 def summary(model: str, r: dict) -> str:
     line = (f"{model}: example {r['example_si_sdr_gain_db']:+.2f} dB (PESQ-WB {r['example_pesq_wb']:.2f}), "
             f"white 5 dB {r['white_5db_si_sdr_gain_db']:+.2f} dB")
+    if "white_5db_many" in r:
+        w = r["white_5db_many"]
+        line += f" ({w['files']} files: {w['mean_gain_db']:+.2f}, worst {w['worst_gain_db']:+.2f})"
     if "pairs" in r:
         m = r["pairs"]["mean"]
         worst = min(r["pairs"]["per_utterance"].items(), key=lambda kv: kv[1]["kept_4_8khz_db"])

@@ -31,6 +31,16 @@ def noise(seconds: float, rate: int = 16000, seed: int = 1, level: float = 0.03)
     return (level * rng.standard_normal(int(seconds * rate))).astype(np.float32)
 
 
+def load_script(name: str):
+    """A module of scripts/, imported by path (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def train_tiny(data: Path, run_dir: Path, *extra: str) -> int:
     """`streamae train denoiser` on the synthetic corpus under `data`, small and fast."""
     from streamae.cli import main

@@ -5,7 +5,7 @@ import numpy as np
 import soundfile as sf
 
 from streamae.evaluation import SNRS_DB, make_test_mix, si_sdr
-from conftest import noise, speechlike
+from conftest import load_script, noise, speechlike
 
 
 def _corpus(root):
@@ -42,3 +42,15 @@ def test_si_sdr_ignores_scale_and_counts_what_is_left():
     expected = 10 * np.log10(np.dot(x, x) / np.dot(e, e))
     assert abs(si_sdr(3.0 * (x + e), x) - expected) < 1e-6
     assert si_sdr(0.5 * x, x) > 100
+
+
+def test_the_paired_interval_separates_a_real_gain_from_noise():
+    """scripts/compare_denoisers.py: a consistent small gain is marked, zero-mean scatter is not."""
+    compare = load_script("compare_denoisers")
+    rng = np.random.default_rng(0)
+    scatter = rng.normal(0.0, 0.1, 50)
+    mean, low, high = compare.paired_interval(scatter + 0.05, resamples=2000)
+    assert low < mean < high and low > 0 and compare.fmt(mean, low, high).endswith("*")
+    mean, low, high = compare.paired_interval(scatter - scatter.mean(), resamples=2000)
+    assert low < 0 < high and not compare.fmt(mean, low, high).endswith("*")
+    assert abs(mean) < 1e-12

@@ -9,7 +9,7 @@ import pytest
 import onnxruntime as ort
 
 from streamae import Denoiser
-from conftest import REPO, noise, speechlike, train_tiny
+from conftest import load_script, noise, speechlike, train_tiny
 
 
 def test_exported_model_loads_and_reports_itself(tiny_model):
@@ -418,15 +418,6 @@ def test_the_module_entry_reports_errors_in_one_line(tmp_path):
     assert r.stderr.strip().splitlines() == ["streamae: error: no training budget: give --minutes or --steps above 0"]
 
 
-def _script(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_dropping_the_deep_filter_leaves_the_model_with_silent_taps(tiny_deep_filter_model):
     """scripts/export_denoiser.py --drop-deep-filter: the phase input stays, the taps' output goes."""
     import torch
@@ -435,7 +426,7 @@ def test_dropping_the_deep_filter_leaves_the_model_with_silent_taps(tiny_deep_fi
     from streamae.train.model import DenoiserNet
 
     saved = torch.load(tiny_deep_filter_model.with_suffix(".pt"), weights_only=False)
-    dropped = _script("export_denoiser")._without_deep_filter(saved)
+    dropped = load_script("export_denoiser")._without_deep_filter(saved)
     without = DenoiserNet(DenoiserConfig.from_dict(dropped["config"])).eval()
     without.load_state_dict(dropped["model"])
     silenced = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
@@ -456,7 +447,7 @@ def test_interpolated_weights_run_from_the_grown_start_to_the_tuned_model(tiny_d
     from streamae.train.config import DenoiserConfig
     from streamae.train.grow import grow
 
-    script = _script("interpolate_weights")
+    script = load_script("interpolate_weights")
     tuned = torch.load(tiny_deep_filter_model.with_suffix(".pt"), weights_only=False)
     start_config = DenoiserConfig.from_dict({**tuned["config"], "deep_filter": 0})
     start = {"config": start_config.to_dict(),

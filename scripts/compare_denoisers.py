@@ -34,7 +34,8 @@ def main() -> None:
     snrs = np.array([m.snr_db for m in mixes])
     base = scores(args.baseline, mixes)
     for candidate in args.candidates:
-        diff = {k: scores(candidate, mixes)[k] - base[k] for k in METRICS}
+        candidate_scores = scores(candidate, mixes)
+        diff = {k: candidate_scores[k] - base[k] for k in METRICS}
         print(f"{candidate} minus {args.baseline}, {len(mixes)} mixtures (mean [95 % interval]):")
         groups = [("all", np.ones(len(mixes), bool))] + [(f"{s:g} dB", snrs == s) for s in sorted(set(snrs))]
         for name, pick in groups:

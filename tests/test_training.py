@@ -459,3 +459,22 @@ def test_interpolated_weights_run_from_the_grown_start_to_the_tuned_model(tiny_d
         for name, value in tuned["model"].items():
             if value.is_floating_point():
                 torch.testing.assert_close(mixed[name], grown[name] + alpha * (value - grown[name]))
+
+
+def test_a_deep_filter_model_can_be_widened_too(tiny_deep_filter_model):
+    """Its taps read the GRU's units as the mask does: the new units' columns start at zero."""
+    import torch
+
+    from streamae.train.config import DenoiserConfig
+    from streamae.train.model import DenoiserNet
+    from streamae.train.grow import grow
+
+    saved = torch.load(tiny_deep_filter_model.with_suffix(".pt"), weights_only=False)
+    narrow = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
+    narrow.load_state_dict(saved["model"])
+    wide_config = DenoiserConfig.from_dict({**saved["config"], "hidden": 24})
+    wide = DenoiserNet(wide_config).eval()
+    wide.load_state_dict(grow(saved["model"], narrow.config, wide_config))
+    audio = torch.from_numpy(np.stack([speechlike(1.0, seed=3) + noise(1.0, seed=4)]))
+    with torch.no_grad():
+        assert torch.allclose(wide(audio), narrow(audio), atol=1e-6, rtol=0)

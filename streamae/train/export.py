@@ -18,7 +18,7 @@ from torch import nn
 from onnxscript import opset18 as op
 
 from ..denoiser import step_graph_path
-from .model import DenoiserNet, add_to_low_bins, deep_filter, low_bins, phase_advance
+from .model import DenoiserNet, add_to_low_bins, deep_filter, low_band_history, phase_advance
 
 OPSET = 18
 
@@ -79,8 +79,7 @@ class _StepGraph(nn.Module):
         h = self.features(log_code)
         if net.config.uses_phase():
             *block_states, past = block_states
-            low = torch.cat([past, low_bins(code, net.config.low_band_bins(), dim=1)])
-            new_past = low[low.shape[0] - past.shape[0]:]
+            low, new_past = low_band_history(past, code, net.config.low_band_bins(), time_dim=0, dim=1)
             h = h + self.phase_features(phase_advance(low, past.shape[0] - 1, time_dim=0, dim=1))
         new_block_states = []
         if self.gru is not None:  # [T, batch 1, C]

@@ -52,7 +52,7 @@ def grow(old_state: dict[str, torch.Tensor], old: DenoiserConfig, new: DenoiserC
             columns_are_units = name.startswith("gru.weight_hh") or (
                 name.startswith("gru.weight_ih") and not name.endswith("_l0"))
             _copy_gate_blocks(target, value, h, new.hidden, columns_are_units)
-        elif name == "mask.weight":  # [bins, hidden, 1]
+        elif name in ("mask.weight", "taps.weight"):  # [outputs, hidden, 1]: what reads the GRU's units
             target.zero_()
             target[:, :h] = value
         else:

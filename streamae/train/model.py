@@ -133,8 +133,7 @@ class DenoiserNet(nn.Module):
         h = self.features[0](log_code)
         if self.config.uses_phase():
             *block_states, past = block_states
-            low = torch.cat([past, low_bins(code, self.config.low_band_bins(), dim=1)], dim=-1)
-            new_past = low[..., low.shape[-1] - past.shape[-1]:]
+            low, new_past = low_band_history(past, code, self.config.low_band_bins(), time_dim=-1, dim=1)
             h = h + self.phase_features(phase_advance(low, past.shape[-1] - 1, time_dim=-1, dim=1))
         h = self.features[1](h)
         new_block_states = []
@@ -235,10 +234,14 @@ def asymmetric_stft(analysis: int, synthesis: int) -> tuple[torch.Tensor, torch.
 # Spectra here hold the real parts of all bins, then the imaginary parts, on axis `dim`;
 # `time_dim` is the frame axis.
 
-def low_bins(code: torch.Tensor, bins: int, dim: int) -> torch.Tensor:
-    """The low band (the lowest `bins`), real then imaginary parts."""
+def low_band_history(past: torch.Tensor, code: torch.Tensor, bins: int, time_dim: int,
+                     dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> (the carried past frames, then the low band (lowest `bins`) of the new frames of `code`;
+    the last frames of that, as many as `past` has, to carry to the next step)."""
     re, im = code.chunk(2, dim=dim)
-    return torch.cat([re.narrow(dim, 0, bins), im.narrow(dim, 0, bins)], dim=dim)
+    low = torch.cat([past, torch.cat([re.narrow(dim, 0, bins), im.narrow(dim, 0, bins)], dim=dim)], dim=time_dim)
+    kept = past.shape[time_dim]
+    return low, low.narrow(time_dim, low.shape[time_dim] - kept, kept)
 
 
 def add_to_low_bins(code: torch.Tensor, low: torch.Tensor, dim: int) -> torch.Tensor:

@@ -361,6 +361,26 @@ def test_over_suppression_charges_only_for_speech_the_estimate_lost():
     assert torch.isfinite(estimate.grad).all() and estimate.grad.abs().sum() > 0
 
 
+def test_the_intelligibility_term_is_zero_for_the_clean_speech_and_grows_with_noise():
+    import torch
+
+    from streamae.train.losses import intelligibility
+
+    target = torch.from_numpy(speechlike(3.0))[None]
+    perfect = intelligibility(target, target).item()
+    assert perfect < 0.01  # not 0: bands the test signal leaves empty correlate with nothing
+    white = torch.from_numpy(noise(3.0, level=1.0))[None]
+    power = target.pow(2).mean()
+    at = {snr: target + white * (power / 10 ** (snr / 10)).sqrt() for snr in (20, 5, -5)}
+    scores = [intelligibility(at[snr], target).item() for snr in (20, 5, -5)]
+    assert perfect + 0.01 < scores[0] < scores[1] < scores[2] < 1
+    # STOI normalises the estimate's level, and so does this term
+    assert intelligibility(0.1 * at[5], target).item() == pytest.approx(scores[1], abs=1e-4)
+    estimate = at[5].clone().requires_grad_(True)
+    intelligibility(estimate, target).backward()
+    assert torch.isfinite(estimate.grad).all() and estimate.grad.abs().sum() > 0
+
+
 def test_bad_training_options_fail_before_any_training(tmp_path, capsys):
     from streamae.cli import main
 

@@ -1,5 +1,5 @@
-"""Training losses: SNR on the waveform plus a multi-resolution STFT magnitude loss, and an optional
-penalty on over-suppression (speech energy the estimate lost)."""
+"""Training losses: SNR on the waveform plus a multi-resolution STFT magnitude loss, and optional
+terms for over-suppression (speech energy the estimate lost) and intelligibility (STOI)."""
 from __future__ import annotations
 
 import torch
@@ -47,6 +47,45 @@ def over_suppression(estimate: torch.Tensor, target: torch.Tensor, reference: to
     norm = _rms(reference)
     est, tgt = _stft_magnitude(estimate / norm, n).pow(0.3), _stft_magnitude(target / norm, n).pow(0.3)
     return torch.relu(tgt - est).pow(2).mean()
+
+
+def intelligibility(estimate: torch.Tensor, target: torch.Tensor, rate: int = 16000) -> torch.Tensor:
+    """1 - a differentiable STOI (Taal et al. 2011): the mean correlation of the clean and the
+    estimated one-third-octave band envelopes over 384 ms segments, the estimate's envelope
+    normalised and clipped as STOI does it. STOI is the score the mask loses most on at low SNR,
+    where the symmetric losses are content with a lower error that garbles the envelope.
+
+    Differences from pystoi: 16 kHz, 25 ms frames at 12.5 ms hop (STOI: 10 kHz, 25.6 / 12.8 ms),
+    and silent frames weight a segment down instead of being cut out of the signal."""
+    frame, hop, fft = rate // 40, rate // 80, 1 << (rate // 40 - 1).bit_length()
+    window = torch.hann_window(frame, device=estimate.device)
+    bands = _third_octave_bands(fft, rate, estimate.device)  # [bands, bins]
+
+    def power(x: torch.Tensor) -> torch.Tensor:  # [B, bins, frames]
+        spectrum = torch.stft(x, fft, hop, frame, window=window, center=False, return_complex=True)
+        return spectrum.real.pow(2) + spectrum.imag.pow(2)
+
+    clean_power = power(target)
+    clean, noisy = (bands @ clean_power + 1e-10).sqrt(), (bands @ power(estimate) + 1e-10).sqrt()
+    frames = 30  # a segment: 384 ms in STOI
+    clean_seg, est_seg = clean.unfold(-1, frames, 1), noisy.unfold(-1, frames, 1)  # [B, bands, segments, frames]
+    scale = clean_seg.norm(dim=-1, keepdim=True) / (est_seg.norm(dim=-1, keepdim=True) + 1e-10)
+    clipped = torch.minimum(est_seg * scale, clean_seg * (1 + 10 ** (15 / 20)))
+    a = clean_seg - clean_seg.mean(-1, keepdim=True)
+    b = clipped - clipped.mean(-1, keepdim=True)
+    correlation = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1) + 1e-10)  # [B, bands, segments]
+    frame_energy = 10 * torch.log10(clean_power.sum(-2) + 1e-12)
+    active = (frame_energy > frame_energy.amax(-1, keepdim=True) - 40).float()
+    weight = active.unfold(-1, frames, 1).mean(-1)[:, None, :]  # [B, 1, segments]
+    return 1 - (correlation * weight).sum() / (weight.sum() * correlation.shape[1] + 1e-10)
+
+
+def _third_octave_bands(fft: int, rate: int, device) -> torch.Tensor:
+    """STOI's 15 one-third-octave bands from 150 Hz, as a 0/1 matrix over the FFT bins."""
+    freqs = torch.arange(fft // 2 + 1, device=device) * rate / fft
+    centers = 150.0 * 2.0 ** (torch.arange(15, device=device) / 3)
+    low, high = centers * 2 ** (-1 / 6), centers * 2 ** (1 / 6)
+    return ((freqs[None, :] >= low[:, None]) & (freqs[None, :] < high[:, None])).float()
 
 
 def _rms(x: torch.Tensor) -> torch.Tensor:

@@ -45,6 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stft-weight", type=float, default=5.0)
     p.add_argument("--suppression-weight", type=float, default=0.0,
                    help="weight of the over-suppression penalty (speech the estimate lost; 0: off)")
+    p.add_argument("--stoi-weight", type=float, default=0.0,
+                   help="weight of the intelligibility term, 1 - a differentiable STOI (0: off)")
     p.add_argument("--sparsity", type=float, default=0.05, help="L1 weight on the code (relative to input RMS)")
     p.add_argument("--bottleneck", type=int, default=DenoiserConfig.bottleneck)
     p.add_argument("--hidden", type=int, default=DenoiserConfig.hidden)

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .data import MixConfig, Mixer, load_corpus
-from .losses import multi_resolution_stft, over_suppression, si_sdr_db, snr_db
+from .losses import intelligibility, multi_resolution_stft, over_suppression, si_sdr_db, snr_db
 from .config import DenoiserConfig
 from .model import DenoiserNet, count_parameters
 from ..denoiser import step_graph_path
@@ -145,10 +145,11 @@ def _train(run: Run, mixer: Mixer, dev, args: argparse.Namespace) -> tuple[int, 
                 rate = args.log_every / (time.time() - last_log)
                 last_log = time.time()
                 recent = logs[-args.log_every:]
-                over = f"over {parts['over']:.4f} | " if "over" in parts else ""
+                extras = f"over {parts['over']:.4f} | " if "over" in parts else ""
+                extras += f"1-stoi {parts['stoi']:.3f} | " if "stoi" in parts else ""
                 line = (f"step {run.step} | {run.elapsed / 60:5.1f}/{args.minutes:.0f} min | train SNR "
                         f"{sum(recent) / max(len(recent), 1):6.2f} dB | stft {parts['stft']:.3f} | code {parts['code']:.3f} | "
-                        f"{over}lr {opt.param_groups[0]['lr']:.2e} | {rate:.1f} it/s")
+                        f"{extras}lr {opt.param_groups[0]['lr']:.2e} | {rate:.1f} it/s")
                 if skipped:
                     line += f" | {skipped} non-finite batches skipped"
                 if dev is not None and run.step % (args.log_every * 10) == 0:
@@ -185,7 +186,7 @@ def _step(run: Run, batch: tuple[torch.Tensor, torch.Tensor], args: argparse.Nam
 
 def _loss(net: DenoiserNet, noisy: torch.Tensor, clean: torch.Tensor, args: argparse.Namespace) -> tuple[torch.Tensor, dict]:
     """-SNR + stft_weight * multi-resolution STFT + sparsity * L1 of the code (relative to the input RMS)
-    [+ suppression_weight * over-suppression]."""
+    [+ suppression_weight * over-suppression] [+ stoi_weight * (1 - STOI)]."""
     estimate, code = net.forward_with_code(noisy)
     loss_snr = -snr_db(estimate, clean).mean()
     loss_stft = multi_resolution_stft(estimate, clean, noisy)
@@ -197,6 +198,10 @@ def _loss(net: DenoiserNet, noisy: torch.Tensor, clean: torch.Tensor, args: argp
         loss_over = over_suppression(estimate, clean, noisy)
         loss = loss + args.suppression_weight * loss_over
         parts["over"] = loss_over.item()
+    if args.stoi_weight:
+        loss_stoi = intelligibility(estimate, clean)
+        loss = loss + args.stoi_weight * loss_stoi
+        parts["stoi"] = loss_stoi.item()
     return loss, parts
 
 

@@ -9,8 +9,11 @@
    signal-to-error ratio in the frames where speech is active (error: what is left after the
    best scaling of the clean speech). A model that smears speech loses on the second; one that
    leaks noise between words, on the first.
+3. STOI per band, on the dev mix at -5, 0 and 5 dB input (`streamae.train.losses.band_correlations`,
+   which follows pystoi): which of STOI's one-third-octave bands lose the speech envelope. Needs
+   torch; `--rnnoise` adds RNNoise, which leads on STOI at low SNR.
 
-    python scripts/diagnose_denoiser.py models/denoiser-v1.onnx [MORE.onnx ...]
+    python scripts/diagnose_denoiser.py models/denoiser-v1.onnx [MORE.onnx ...] [--rnnoise]
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_denoise import DTLN, Streamae, aligned_output  # noqa: E402
+from bench_denoise import DTLN, RNNoise, Streamae, aligned_output  # noqa: E402
 from streamae.audio import audio_files  # noqa: E402
 from streamae.evaluation import Mixture, make_test_mix, si_sdr  # noqa: E402
 
@@ -37,9 +40,11 @@ def main() -> None:
     p.add_argument("models", nargs="+")
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--dtln", default="../shared/anchors/dtln")
+    p.add_argument("--rnnoise", action="store_true", help="add RNNoise (pyrnnoise, the bench extra)")
     args = p.parse_args()
     data = Path(args.data)
-    systems = [DTLN(Path(args.dtln))] + [Streamae(Path(m).stem, Path(m)) for m in args.models]
+    anchors = [DTLN(Path(args.dtln))] + ([RNNoise()] if args.rnnoise else [])
+    systems = anchors + [Streamae(Path(m).stem, Path(m)) for m in args.models]
     dev = make_test_mix(data / "speech" / "dev", data / "noise" / "dev")
     dev_outputs = {s.name: [aligned_output(s, m)[0] for m in dev] for s in systems}
     names = " / ".join(s.name for s in systems)
@@ -64,6 +69,27 @@ def main() -> None:
         means = [np.mean(by_snr[snr][s.name], axis=0) for s in systems]
         print(f"| {snr:+.0f} | " + " / ".join(f"{x[0]:.1f}" for x in means) + " | "
               + " / ".join(f"{x[1]:.1f}" for x in means) + " |")
+
+    print("\nSTOI per one-third-octave band on the dev mix (band centre, Hz)")
+    print_band_stoi(systems, dev, dev_outputs)
+
+
+def print_band_stoi(systems: list, mixes: list[Mixture], outputs: dict[str, list[np.ndarray]]) -> None:
+    import torch
+
+    from streamae.train.losses import band_correlations
+
+    print("| input SNR | system | " + " | ".join(f"{150 * 2 ** (k / 3):.0f}" for k in range(15)) + " |")
+    print("|---|---|" + "---|" * 15)
+    for snr in (-5.0, 0.0, 5.0):
+        for s in systems:
+            rows = []
+            for y, m in zip(outputs[s.name], mixes):
+                if m.snr_db == snr:
+                    n = min(len(y), len(m.clean))
+                    rows.append(band_correlations(torch.from_numpy(y[None, :n].astype(np.float32)),
+                                                  torch.from_numpy(m.clean[None, :n]))[0].numpy())
+            print(f"| {snr:+.0f} | {s.name} | " + " | ".join(f"{v:.2f}" for v in np.mean(rows, axis=0)) + " |")
 
 
 def improvement(outputs: list[np.ndarray], mixes: list[Mixture]) -> float:

@@ -196,20 +196,27 @@ def test_init_weights_of_another_architecture_are_refused(tiny_model, tmp_path, 
     assert not (tmp_path / "x" / "checkpoint.pt").exists()
 
 
-def test_widening_the_gru_keeps_the_output_and_lets_the_new_units_learn(tiny_recurrent_model):
+def _widened(model_path, hidden: int):
+    """-> (the saved GRU model, the same grown to `hidden` units, a test input)."""
     import torch
 
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
     from streamae.train.grow import grow
 
-    saved = torch.load(tiny_recurrent_model.with_suffix(".pt"), weights_only=False)
+    saved = torch.load(model_path.with_suffix(".pt"), weights_only=False)
     narrow = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
     narrow.load_state_dict(saved["model"])
-    wide_config = DenoiserConfig.from_dict({**saved["config"], "hidden": 40})
+    wide_config = DenoiserConfig.from_dict({**saved["config"], "hidden": hidden})
     wide = DenoiserNet(wide_config).eval()
     wide.load_state_dict(grow(saved["model"], narrow.config, wide_config))
-    audio = torch.from_numpy(np.stack([speechlike(1.0, seed=3) + noise(1.0, seed=4)]))
+    return narrow, wide, torch.from_numpy(np.stack([speechlike(1.0, seed=3) + noise(1.0, seed=4)]))
+
+
+def test_widening_the_gru_keeps_the_output_and_lets_the_new_units_learn(tiny_recurrent_model):
+    import torch
+
+    narrow, wide, audio = _widened(tiny_recurrent_model, 40)
     with torch.no_grad():
         expected = narrow(audio)
     out = wide(audio)
@@ -389,6 +396,7 @@ def test_bad_training_options_fail_before_any_training(tmp_path, capsys):
     for args, reason in ((base + ["--minutes", "0"], "no training budget"),
                          (base + ["--export", str(tmp_path / "mine")], "ends in .onnx"),
                          (base + ["--init", str(tmp_path / "missing.pt")], "no such file"),
+                         (base + ["--stoi-weight", "-1"], "--stoi-weight must be 0 or more"),
                          (anomaly + ["--minutes", "0", "--steps", "0"], "no training budget"),
                          (anomaly + ["--percentile", "150"], "--percentile must be in (0, 100]")):
         assert main(args) == 1
@@ -485,16 +493,6 @@ def test_a_deep_filter_model_can_be_widened_too(tiny_deep_filter_model):
     """Its taps read the GRU's units as the mask does: the new units' columns start at zero."""
     import torch
 
-    from streamae.train.config import DenoiserConfig
-    from streamae.train.model import DenoiserNet
-    from streamae.train.grow import grow
-
-    saved = torch.load(tiny_deep_filter_model.with_suffix(".pt"), weights_only=False)
-    narrow = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
-    narrow.load_state_dict(saved["model"])
-    wide_config = DenoiserConfig.from_dict({**saved["config"], "hidden": 24})
-    wide = DenoiserNet(wide_config).eval()
-    wide.load_state_dict(grow(saved["model"], narrow.config, wide_config))
-    audio = torch.from_numpy(np.stack([speechlike(1.0, seed=3) + noise(1.0, seed=4)]))
+    narrow, wide, audio = _widened(tiny_deep_filter_model, 24)
     with torch.no_grad():
         assert torch.allclose(wide(audio), narrow(audio), atol=1e-6, rtol=0)

@@ -73,9 +73,9 @@ def band_correlations(estimate: torch.Tensor, target: torch.Tensor, rate: int = 
         return spectrum.real.pow(2) + spectrum.imag.pow(2)
 
     clean_power = power(target)
-    clean, noisy = (bands @ clean_power + 1e-10).sqrt(), (bands @ power(estimate) + 1e-10).sqrt()
+    clean, estimated = (bands @ clean_power + 1e-10).sqrt(), (bands @ power(estimate) + 1e-10).sqrt()
     frames = 30  # a segment: 384 ms in STOI
-    clean_seg, est_seg = clean.unfold(-1, frames, 1), noisy.unfold(-1, frames, 1)  # [B, bands, segments, frames]
+    clean_seg, est_seg = clean.unfold(-1, frames, 1), estimated.unfold(-1, frames, 1)  # [B, bands, segments, frames]
     scale = clean_seg.norm(dim=-1, keepdim=True) / (est_seg.norm(dim=-1, keepdim=True) + 1e-10)
     clipped = torch.minimum(est_seg * scale, clean_seg * (1 + 10 ** (15 / 20)))
     a = clean_seg - clean_seg.mean(-1, keepdim=True)

@@ -13,6 +13,13 @@ def check_budget(minutes: float, steps: int) -> None:
         raise StreamaeError("no training budget: give --minutes or --steps above 0")
 
 
+def check_loss_weights(args: argparse.Namespace) -> None:
+    """A negative weight would reward the very error its term measures."""
+    for option in ("stft_weight", "suppression_weight", "stoi_weight", "sparsity"):
+        if getattr(args, option) < 0:
+            raise StreamaeError(f"--{option.replace('_', '-')} must be 0 or more")
+
+
 def check_shape(deep_filter: int, phase_input: bool, analysis_window: int) -> None:
     """The phase input and the deep filter work on the spectral front end's bins; a filter of one tap
     would be a complex mask, which the real mask and a 2-tap filter already cover."""

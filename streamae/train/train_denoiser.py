@@ -21,7 +21,7 @@ from .model import DenoiserNet, count_parameters
 from ..denoiser import step_graph_path
 from ..errors import StreamaeError
 from .loop import GracefulStop, learning_rate, progress, save_checkpoint
-from .options import check_budget, check_shape
+from .options import check_budget, check_loss_weights, check_shape
 from .grow import can_grow, grow
 
 WARMUP_STEPS = 300
@@ -30,6 +30,7 @@ WARMUP_STEPS = 300
 def main(args: argparse.Namespace) -> Path | None:
     check_budget(args.minutes, args.steps)
     check_shape(args.deep_filter, args.phase_input, args.analysis_window)
+    check_loss_weights(args)
     if args.export:
         step_graph_path(args.export)  # checks the name now, not after hours of training
     if args.init and not Path(args.init).is_file():

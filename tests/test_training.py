@@ -388,6 +388,25 @@ def test_the_intelligibility_term_is_zero_for_the_clean_speech_and_grows_with_no
     assert torch.isfinite(estimate.grad).all() and estimate.grad.abs().sum() > 0
 
 
+def test_the_intelligibility_term_sees_above_4_khz_only_with_more_bands():
+    """STOI's 15 bands end at 4.3 kHz, so losing a fricative band costs nothing there; 18 reach 8 kHz."""
+    import torch
+
+    from streamae.train.losses import intelligibility
+
+    rate, seconds = 16000, 3.0
+    t = np.arange(int(rate * seconds)) / rate
+    hiss = np.fft.irfft(np.fft.rfft(noise(seconds, level=0.05)) * (np.fft.rfftfreq(len(t), 1 / rate) > 5000), len(t))
+    target = torch.from_numpy((speechlike(seconds) + hiss * (np.sin(2 * np.pi * 2.0 * t) > 0.5)).astype(np.float32))[None]
+    spectrum = np.fft.rfft(target[0].numpy())
+    spectrum[np.fft.rfftfreq(len(t), 1 / rate) > 4500] = 0
+    without_hiss = torch.from_numpy(np.fft.irfft(spectrum, len(t)).astype(np.float32))[None]
+    for bands in (15, 18):
+        perfect = intelligibility(target, target, bands=bands).item()
+        lost = intelligibility(without_hiss, target, bands=bands).item() - perfect
+        assert lost < 0.01 if bands == 15 else lost > 0.03, (bands, lost)
+
+
 def test_bad_training_options_fail_before_any_training(tmp_path, capsys):
     from streamae.cli import main
 

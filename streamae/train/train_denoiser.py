@@ -200,7 +200,7 @@ def _loss(net: DenoiserNet, noisy: torch.Tensor, clean: torch.Tensor, args: argp
         loss = loss + args.suppression_weight * loss_over
         parts["over"] = loss_over.item()
     if args.stoi_weight:
-        loss_stoi = intelligibility(estimate, clean)
+        loss_stoi = intelligibility(estimate, clean, bands=args.stoi_bands)
         loss = loss + args.stoi_weight * loss_stoi
         parts["stoi"] = loss_stoi.item()
     return loss, parts

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
+STOI_BANDS = 15  # one-third-octave bands from 150 Hz: STOI looks at nothing above 4.3 kHz
 LOW_BAND_HZ = 4000.0  # the phase input and the deep filter work on the bins up to here, where speech has its harmonics
 
 

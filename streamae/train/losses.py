@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .config import STOI_BANDS
+
 EPS = 1e-8
 
 
@@ -47,9 +49,6 @@ def over_suppression(estimate: torch.Tensor, target: torch.Tensor, reference: to
     norm = _rms(reference)
     est, tgt = _stft_magnitude(estimate / norm, n).pow(0.3), _stft_magnitude(target / norm, n).pow(0.3)
     return torch.relu(tgt - est).pow(2).mean()
-
-
-STOI_BANDS = 15  # one-third-octave bands from 150 Hz: STOI looks at nothing above 4.3 kHz
 
 
 def intelligibility(estimate: torch.Tensor, target: torch.Tensor, rate: int = 16000,

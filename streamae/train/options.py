@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import StreamaeError
-from .config import DenoiserConfig
+from .config import STOI_BANDS, DenoiserConfig
 
 
 def check_budget(minutes: float, steps: int) -> None:
@@ -54,7 +54,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="weight of the over-suppression penalty (speech the estimate lost; 0: off)")
     p.add_argument("--stoi-weight", type=float, default=0.0,
                    help="weight of the intelligibility term, 1 - a differentiable STOI (0: off)")
-    p.add_argument("--stoi-bands", type=int, default=15, choices=range(15, 19), metavar="{15..18}",
+    p.add_argument("--stoi-bands", type=int, default=STOI_BANDS, choices=range(STOI_BANDS, 19), metavar="{15..18}",
                    help="one-third-octave bands of that term: 15 is STOI's (to 4.3 kHz), 18 reaches 8 kHz")
     p.add_argument("--sparsity", type=float, default=0.05, help="L1 weight on the code (relative to input RMS)")
     p.add_argument("--bottleneck", type=int, default=DenoiserConfig.bottleneck)

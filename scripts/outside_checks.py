@@ -8,6 +8,9 @@ for elsewhere. Every model named is measured in the same run:
 - white: the example's clean speech under seeded white noise at 5 dB SNR, SI-SDR gain; with
   --white-speech DIR also the mean (and worst) gain over every file there, since one clip can
   overstate a change several times over;
+- clean: the example's clean speech alone, SI-SDR of the output against it (how transparently
+  speech with no noise passes; with --white-speech DIR also over those files), since a model
+  trained on noisy input only may still eat into clean input;
 - pairs: real noisy/clean recordings, PESQ-WB / STOI / SI-SDR, and per utterance how much of the
   clean speech's 2-4 and 4-8 kHz energy survives (dB, over the louder half of the clean frames):
   a model that removes consonants with the noise shows it there first.
@@ -46,17 +49,18 @@ def main() -> None:
     for i, path in enumerate(audio_files([args.white_speech]) if args.white_speech else []):
         speech = read_first_channel(path, RATE)
         many_white.append((add_white_noise(speech, snr_db=5.0, seed=i), speech))
+    many_clean = [c for _, c in many_white]
     results = {}
     for model in args.models:
         d = Denoiser(model, threads=1)
         example = d.process(noisy, RATE)
         r = {"example_si_sdr_gain_db": gain(example, noisy, clean),
              "example_pesq_wb": quality_scores(example, clean)["pesq_wb"],
-             "white_5db_si_sdr_gain_db": gain(d.process(white, RATE), white, clean)}
+             "white_5db_si_sdr_gain_db": gain(d.process(white, RATE), white, clean),
+             "clean_si_sdr_db": round(si_sdr(d.process(clean, RATE), clean), 2)}
         if many_white:
-            gains = [gain(d.process(x, RATE), x, c) for x, c in many_white]
-            r["white_5db_many"] = {"files": len(gains), "mean_gain_db": round(float(np.mean(gains)), 2),
-                                   "worst_gain_db": min(gains)}
+            r["white_5db_many"] = mean_and_worst([gain(d.process(x, RATE), x, c) for x, c in many_white])
+            r["clean_many"] = mean_and_worst([round(si_sdr(d.process(c, RATE), c), 2) for c in many_clean])
         if pairs:
             r["pairs"] = pair_scores(d, pairs)
         results[model] = r
@@ -70,7 +74,11 @@ def summary(model: str, r: dict) -> str:
             f"white 5 dB {r['white_5db_si_sdr_gain_db']:+.2f} dB")
     if "white_5db_many" in r:
         w = r["white_5db_many"]
-        line += f" ({w['files']} files: {w['mean_gain_db']:+.2f}, worst {w['worst_gain_db']:+.2f})"
+        line += f" ({w['files']} files: {w['mean_db']:+.2f}, worst {w['worst_db']:+.2f})"
+    line += f", clean in {r['clean_si_sdr_db']:.1f} dB"
+    if "clean_many" in r:
+        c = r["clean_many"]
+        line += f" ({c['files']} files: {c['mean_db']:.1f}, worst {c['worst_db']:.1f})"
     if "pairs" in r:
         m = r["pairs"]["mean"]
         worst = min(r["pairs"]["per_utterance"].items(), key=lambda kv: kv[1]["kept_4_8khz_db"])
@@ -83,6 +91,10 @@ def add_white_noise(clean: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarr
     noise = np.random.default_rng(seed).standard_normal(len(clean))
     noise *= np.sqrt(np.mean(clean ** 2) / np.mean(noise ** 2)) * 10 ** (-snr_db / 20)
     return (clean + noise).astype(np.float32)
+
+
+def mean_and_worst(values: list[float]) -> dict:
+    return {"files": len(values), "mean_db": round(float(np.mean(values)), 2), "worst_db": min(values)}
 
 
 def gain(cleaned: np.ndarray, noisy: np.ndarray, clean: np.ndarray) -> float:

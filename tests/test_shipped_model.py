@@ -11,6 +11,11 @@ from streamae.evaluation import si_sdr
 from conftest import REPO
 
 
+def _example(name: str) -> tuple[np.ndarray, int]:
+    """One of the README's example clips (examples/NAME.flac) -> (audio, rate)."""
+    return sf.read(REPO / "examples" / f"{name}.flac", dtype="float32")
+
+
 def test_card_describes_the_model(shipped_model):
     card = json.loads(shipped_model.with_suffix(".json").read_text())
     d = Denoiser(shipped_model)
@@ -26,7 +31,7 @@ def test_card_describes_the_model(shipped_model):
 
 
 def test_default_model_removes_broadband_noise_from_real_speech(shipped_model):
-    clean, rate = sf.read(REPO / "examples" / "clean_speech.flac", dtype="float32")
+    clean, rate = _example("clean_speech")
     hiss = np.random.default_rng(0).standard_normal(len(clean)).astype(np.float32)
     noisy = clean + hiss * (np.std(clean) / np.std(hiss)) * 10 ** (-5 / 20)  # 5 dB SNR
     y = Denoiser().process(noisy, rate)  # the default must be the shipped model
@@ -35,8 +40,8 @@ def test_default_model_removes_broadband_noise_from_real_speech(shipped_model):
 
 def test_default_model_improves_the_example(shipped_model):
     """The README's example: unseen noise (mostly low rumble and hiss bursts), a hard case."""
-    x, rate = sf.read(REPO / "examples" / "noisy_speech.flac", dtype="float32")
-    clean, _ = sf.read(REPO / "examples" / "clean_speech.flac", dtype="float32")
+    x, rate = _example("noisy_speech")
+    clean, _ = _example("clean_speech")
     y = Denoiser().process(x, rate)
     assert si_sdr(y, clean) > si_sdr(x, clean) + 0.5  # measured: v2 +0.9 dB (v1 +1.2)
     level_db = 20 * np.log10(np.sqrt(np.mean(y ** 2)) / np.sqrt(np.mean(clean ** 2)))
@@ -45,6 +50,6 @@ def test_default_model_improves_the_example(shipped_model):
 
 def test_default_model_leaves_clean_speech_nearly_untouched(shipped_model):
     """Speech with no noise must come out as it went in: users run clean takes through it too."""
-    clean, rate = sf.read(REPO / "examples" / "clean_speech.flac", dtype="float32")
+    clean, rate = _example("clean_speech")
     y = Denoiser().process(clean, rate)
     assert si_sdr(y, clean) > 25.0  # measured: v2 49.8 dB (v1 28.4; CPU fine-tunes of v2 27 to 38)

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streamae import Denoiser  # noqa: E402
 from streamae.evaluation import make_test_mix, quality_scores  # noqa: E402
-from streamae.train.config import DenoiserConfig  # noqa: E402  (plain data, no torch)
+from streamae.train.config import config_from_dict  # noqa: E402  (plain data, no torch)
 
 
 def main() -> None:
@@ -88,7 +88,7 @@ def _card(d: Denoiser, dev: dict, speed: dict, args) -> dict:
         "files": {"whole_signal_graph": Path(args.model).name, "streaming_step_graph": Path(args.model).stem + ".step.onnx"},
         "sample_rate": d.sample_rate, "window_samples": c["window"], "hop_samples": c["hop"],
         "latency_samples": d.latency_samples, "latency_ms": round(1000 * d.latency_samples / d.sample_rate, 2),
-        "parameters": d.info.get("parameters"), "architecture": DenoiserConfig.from_dict(c).architecture(),
+        "parameters": d.info.get("parameters"), "architecture": config_from_dict(c).architecture(),
         "sparsity": d.info.get("sparsity"), "training": d.info.get("training"),
         "dev": dev, "speed": speed,
         "reproduce": "python scripts/eval_denoiser.py " + shlex.join(sys.argv[1:]),

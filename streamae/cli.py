@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
         register(sub)
 
     p = sub.add_parser("info", help="show a model's metadata and, where it sits beside the model, its card (MODEL.json)")
-    p.add_argument("model", nargs="?", default=None, help="model .onnx (default: the shipped denoiser)")
+    p.add_argument("model", nargs="?", default=None,
+                   help="a shipped denoiser's name (live, quality) or a model .onnx (default: live)")
+    p.add_argument("--list", action="store_true", help="list the shipped denoisers: latency, CPU, scores")
     p.set_defaults(run=_info)
 
     p = sub.add_parser("train", help="train a model (needs the 'train' extra: torch)")
@@ -65,8 +67,10 @@ def _task_parsers():
     return [denoise.add_parser, live.add_parser, anomaly.add_parser]
 
 
-def add_model_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default=None, help="denoiser .onnx (default: the shipped model)")
+def add_model_options(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--model", default=default,
+                   help=f"a shipped denoiser, live (10 ms latency) or quality (32 ms), or an .onnx path "
+                        f"(default: {default})")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: let it choose)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="onnxruntime provider")
     p.add_argument("--atten-lim-db", type=float, default=None,
@@ -86,12 +90,32 @@ def _info(args) -> int:
     from . import runtime
     from .denoiser import DEFAULT_MODEL
 
-    path = Path(args.model) if args.model else runtime.models_dir() / DEFAULT_MODEL
+    if args.list:
+        return _list_denoisers()
+    path = runtime.denoiser_path(args.model or DEFAULT_MODEL)
     info = runtime.metadata(runtime.session(path))  # what the graph carries: kind, config, training, threshold
     card = path.with_suffix(".json")  # the full card (scores, data, licence) where it is shipped beside it
     if card.is_file():
         info |= json.loads(card.read_text())
     print(json.dumps({"model": str(path), **info}, indent=2))
+    return 0
+
+
+def _list_denoisers() -> int:
+    """One line per shipped denoiser, from its card."""
+    import json
+
+    from . import runtime
+
+    print(f"{'name':8} {'file':22} {'latency':>9} {'CPU x DTLN':>10} {'PESQ-WB':>8} {'STOI':>6} {'SI-SDR':>7}")
+    for name, file in runtime.DENOISERS.items():
+        card = json.loads((runtime.models_dir() / file).with_suffix(".json").read_text())
+        bench, dev = card.get("benchmark", {}), card.get("dev", {}).get("streamae", {})
+        scores = bench or dev
+        ratio = f"{bench['stream_cpu_x_dtln']:.2f}" if "stream_cpu_x_dtln" in bench else "-"
+        print(f"{name:8} {file:22} {card['latency_ms']:6.1f} ms {ratio:>10} {scores.get('pesq_wb', 0):8.2f} "
+              f"{scores.get('stoi', 0):6.3f} {scores.get('si_sdr', 0):5.1f} dB")
+    print("dev mix scores (docs/BENCHMARKS.md); use a name with --model, or Denoiser(NAME) in Python")
     return 0
 
 

@@ -262,7 +262,7 @@ def add_parser(sub) -> None:
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="files cleaned in parallel (default: cores)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (also OUTPUT == INPUT); without it, done files are skipped")
-    add_model_options(p)
+    add_model_options(p, default="quality")
     p.set_defaults(run=run)
 
 

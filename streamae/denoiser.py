@@ -15,7 +15,7 @@ from . import runtime
 from .errors import StreamaeError
 from .resample import StreamResampler
 
-DEFAULT_MODEL = "denoiser-v2.onnx"
+DEFAULT_MODEL = "live"  # a name in runtime.DENOISERS, or a path
 MAX_BLOCK_FRAMES = 2000  # frames per onnxruntime call when a lot of audio is waiting
 MAX_CHANNELS = 64  # more is almost surely [samples, channels] (soundfile's layout) passed untransposed
 
@@ -40,7 +40,8 @@ class Denoiser:
 
     def __init__(self, model: str | Path | None = None, threads: int = 1, device: str = "cpu",
                  atten_lim_db: float | None = None):
-        path = Path(model) if model is not None else runtime.models_dir() / DEFAULT_MODEL
+        """model: a shipped denoiser's name (`live`, the default, or `quality`) or an .onnx path."""
+        path = runtime.denoiser_path(DEFAULT_MODEL if model is None else model)
         self.path = path
         step = step_graph_path(path)
         if not step.exists() and path.exists():

@@ -387,7 +387,7 @@ def add_parser(sub) -> None:
                    "limit); removes xruns on a busy machine")
     p.add_argument("--stats", type=float, default=0.0, metavar="SECONDS",
                    help="print real-time factor and xruns every SECONDS (default: only at the end)")
-    add_model_options(p)
+    add_model_options(p, default="live")
     p.set_defaults(run=run, threads=1)
 
 

@@ -70,3 +70,42 @@ class DenoiserConfig:
     def past_frames(self) -> int:
         """Frames of the low band carried between steps: one for the phase advance, taps - 1 for the filter."""
         return max(self.deep_filter - 1, 1) if self.uses_phase() else 0
+
+
+@dataclass(frozen=True)
+class GTCRNConfig:
+    """GTCRN's shape (Rong et al., ICASSP 2024): a 512-point STFT whose 257 bins are merged into 129
+    (65 low bins as they are, 64 ERB bands above), a small conv encoder/decoder over frequency,
+    grouped temporal conv blocks with temporal attention, and two dual-path grouped GRUs; the output
+    is a complex ratio mask. `window` is the synthesis window: 512 with `hop` 256 is the published
+    model (sqrt-Hann analysis and synthesis, 32 ms latency); a shorter one makes the analysis window
+    asymmetric (DenoiserConfig's trick), so latency is window - 1 with the same 257 bins."""
+    family: str = "gtcrn"
+    sample_rate: int = 16000
+    fft: int = 512  # analysis window and FFT length
+    window: int = 512  # synthesis window: latency window - 1
+    hop: int = 256
+    channels: int = 16
+    low_bins: int = 65  # bins kept as they are; the rest are merged into erb_bands
+    erb_bands: int = 64
+    dilations: tuple[int, ...] = (1, 2, 5)  # the temporal conv blocks', in frames
+    rnn_width: int = 33  # frequency points after the encoder's two stride-2 convs
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["dilations"] = list(self.dilations)
+        return d
+
+    def architecture(self) -> dict:
+        return self.to_dict()
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "GTCRNConfig":
+        d = dict(d)
+        d["dilations"] = tuple(d["dilations"])
+        return cls(**d)
+
+
+def config_from_dict(d: dict) -> "DenoiserConfig | GTCRNConfig":
+    """A model's config, of the family its dict names (DenoiserConfig's dicts name none)."""
+    return GTCRNConfig.from_dict(d) if d.get("family") == "gtcrn" else DenoiserConfig.from_dict(d)

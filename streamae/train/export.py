@@ -18,6 +18,7 @@ from torch import nn
 from onnxscript import opset18 as op
 
 from ..denoiser import step_graph_path
+from .gtcrn import GTCRNet
 from .model import DenoiserNet, add_to_low_bins, deep_filter, low_band_history, phase_advance
 
 OPSET = 18
@@ -181,7 +182,32 @@ def _zrn(stacked):
     return op.Concat(z, r, n, axis=0)
 
 
-def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple[Path, Path]:
+class _GTCRNStep(nn.Module):
+    """`GTCRNet.step` for one channel: audio [T*hop] without a batch axis, as the runtime calls it."""
+
+    def __init__(self, net: GTCRNet):
+        super().__init__()
+        self.net = _with_exported_grus(net)
+
+    def initial_states(self) -> list[torch.Tensor]:
+        return self.net.initial_states(1)
+
+    def forward(self, audio: torch.Tensor, *states: torch.Tensor):
+        clean, new_states, _ = self.net.step(audio[None], list(states))
+        return (clean[0], *new_states)
+
+
+def _with_exported_grus(net: nn.Module) -> nn.Module:
+    """A copy of `net` whose nn.GRU layers are export stand-ins (the caller's net is untouched)."""
+    net = copy.deepcopy(net)
+    for name, module in list(net.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, nn.GRU):
+                setattr(module, child_name, _ExportedGRU(child))
+    return net
+
+
+def export_denoiser(net: DenoiserNet | GTCRNet, path: str | Path, metadata: dict) -> tuple[Path, Path]:
     """Write the whole-signal graph to `path` and the step graph beside it."""
     net = net.eval().cpu()
     path = Path(path)
@@ -199,7 +225,7 @@ def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        step = _StepGraph(net).eval()
+        step = (_GTCRNStep(net) if isinstance(net, GTCRNet) else _StepGraph(net)).eval()
         states = step.initial_states()
         state_names = [f"state_{i}" for i in range(len(states))]
         prog = torch.onnx.export(
@@ -212,10 +238,7 @@ def export_denoiser(net: DenoiserNet, path: str | Path, metadata: dict) -> tuple
         step_path = step_graph_path(path)
         _save(prog, step_path, meta)
 
-        whole = net
-        if net.config.recurrent:  # a copy with the export stand-in: the caller's net is untouched
-            whole = copy.deepcopy(net)
-            whole.gru = _ExportedGRU(whole.gru)
+        whole = _with_exported_grus(net)
         prog = torch.onnx.export(
             whole, (example,), dynamo=True, external_data=False, opset_version=OPSET,
             input_names=["audio"], output_names=["clean"],

@@ -202,22 +202,40 @@ class DenoiserNet(nn.Module):
 
 
 def asymmetric_stft(analysis: int, synthesis: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Conv weights of an asymmetric-window STFT that reconstructs perfectly at hop synthesis/2.
+    """Conv weights of an asymmetric-window STFT that reconstructs perfectly at hop synthesis/2,
+    its analysis window of unit energy (so the code has the input's scale, as in v1).
+    -> ([2*bins, 1, analysis] real then imaginary rows, [2*bins, 1, synthesis] inverse rows)."""
+    return stft_bases(*asymmetric_windows(analysis, synthesis))
+
+
+def asymmetric_windows(analysis: int, synthesis: int, norm: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Analysis and synthesis windows whose product is a Hann of length `synthesis` at the end of
+    the analysis frame, so they overlap-add to one at hop synthesis/2.
 
     The analysis window rises over most of `analysis` samples and falls with the last half of a
     sqrt-Hann of length `synthesis`; the synthesis window covers only the last `synthesis`
     samples, so each frame's output is final one hop after its last input sample, as with a
-    short symmetric window (after Mauler & Martin 2007). The two windows multiply to a Hann of
-    length `synthesis`, which overlap-adds to one at hop synthesis/2.
-    -> ([2*bins, 1, analysis] real then imaginary rows, [2*bins, 1, synthesis] inverse rows).
+    short symmetric window (after Mauler & Martin 2007). `norm`: the analysis window's L2 norm.
     """
     n_long, half = analysis - synthesis // 2, synthesis // 2
     rise = torch.sin(math.pi * (torch.arange(n_long, dtype=torch.float64) + 0.5) / (2 * n_long))
     fall = torch.sin(math.pi * (torch.arange(half, synthesis, dtype=torch.float64) + 0.5) / synthesis)
     w_analysis = torch.cat([rise, fall])
-    w_analysis = w_analysis / w_analysis.norm()  # unit energy, so the code has the input's scale (as in v1)
+    w_analysis = norm * w_analysis / w_analysis.norm()
     hann = torch.sin(math.pi * (torch.arange(synthesis, dtype=torch.float64) + 0.5) / synthesis) ** 2
-    w_synthesis = hann / w_analysis[analysis - synthesis:]
+    return w_analysis, hann / w_analysis[analysis - synthesis:]
+
+
+def sqrt_hann(n: int) -> torch.Tensor:
+    """The periodic sqrt-Hann window (torch.hann_window(n).sqrt()), float64."""
+    return torch.sin(math.pi * torch.arange(n, dtype=torch.float64) / n)
+
+
+def stft_bases(w_analysis: torch.Tensor, w_synthesis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Conv weights of a real STFT over len(w_analysis) samples (rfft of the windowed frame) and of
+    its inverse (irfft) restricted to the frame's last len(w_synthesis) samples, times that window.
+    -> ([2*bins, 1, analysis] real then imaginary rows, [2*bins, 1, synthesis] inverse rows)."""
+    analysis, synthesis = len(w_analysis), len(w_synthesis)
     bins = analysis // 2 + 1
     k = torch.arange(bins, dtype=torch.float64)[:, None]
     n = torch.arange(analysis, dtype=torch.float64)[None, :]

@@ -71,6 +71,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="spectral front end: add a complex filter of TAPS (>= 2) frames to the mask below 4 kHz "
                         "(implies --phase-input); 0: the mask alone")
     p.add_argument("--dilations", type=int, nargs="+", default=list(DenoiserConfig.dilations))
+    p.add_argument("--window", type=int, default=0,
+                   help="with --init from a GTCRN: its synthesis window in samples (latency window - 1; "
+                        "shorter than 512 makes the analysis window asymmetric); 0: the init's")
+    p.add_argument("--hop", type=int, default=0, help="with --init from a GTCRN: its hop (window / 2); 0: the init's")
+    p.add_argument("--temporal-dilations", type=int, nargs="+", default=None,
+                   help="with --init from a GTCRN: its temporal blocks' dilations in frames (default: the init's)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
     p.add_argument("--seed", type=int, default=0)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -16,7 +17,8 @@ import torch
 
 from .data import MixConfig, Mixer, load_corpus
 from .losses import intelligibility, multi_resolution_stft, over_suppression, si_sdr_db, snr_db
-from .config import DenoiserConfig
+from .config import DenoiserConfig, GTCRNConfig, config_from_dict
+from .gtcrn import GTCRNet
 from .model import DenoiserNet, count_parameters
 from ..denoiser import step_graph_path
 from ..errors import StreamaeError
@@ -74,7 +76,7 @@ def main(args: argparse.Namespace) -> Path | None:
 class Run:
     """A training run's model, optimizer and position, from its checkpoint, --init, or fresh."""
     dir: Path
-    net: DenoiserNet
+    net: DenoiserNet | GTCRNet
     opt: torch.optim.Optimizer
     step: int = 0
     elapsed: float = 0.0  # training seconds so far, across resumes
@@ -91,10 +93,12 @@ class Run:
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
         init = torch.load(args.init, map_location="cpu", weights_only=False) if args.init and not resume else None
         if ckpt is not None:
-            config = DenoiserConfig.from_dict(ckpt["config"])
+            config = config_from_dict(ckpt["config"])
+        elif init is not None and isinstance(config_from_dict(init["config"]), GTCRNConfig):
+            config = _gtcrn_frame_from_init(init, args)
         elif init is not None:
             config = _shape_from_init(init, config, args)
-        net = DenoiserNet(config).to(device)
+        net = (GTCRNet(config) if isinstance(config, GTCRNConfig) else DenoiserNet(config)).to(device)
         if init is not None:
             net.load_state_dict(init["model"])
             print(f"initialised from {args.init} (its step {init.get('step', '?')}); new optimizer and schedule",
@@ -215,6 +219,22 @@ def export(net: DenoiserNet, probe: torch.Tensor, path: str | Path, training: di
     paths = export_denoiser(net, path, {"training": training, "sparsity": sparsity, "parameters": count_parameters(net)})
     print(f"exported {paths[0]} and {paths[1]}; code sparsity {json.dumps(sparsity)}", flush=True)
     return paths[0]
+
+
+def _gtcrn_frame_from_init(init: dict, args: argparse.Namespace) -> GTCRNConfig:
+    """A GTCRN's weights fit any frame: --window/--hop (a shorter synthesis window, an asymmetric
+    analysis one) and --temporal-dilations may change it; the STFT bases follow the frame."""
+    config = GTCRNConfig.from_dict(init["config"])
+    changes = {k: v for k, v in (("window", args.window), ("hop", args.hop),
+                                 ("dilations", tuple(args.temporal_dilations or ()))) if v}
+    if not changes:
+        return config
+    config = dataclasses.replace(config, **changes)
+    fresh = GTCRNet(config).state_dict()
+    init["model"] = {**init["model"], **{k: fresh[k] for k in ("analysis_basis", "synthesis_basis")}}
+    print(f"GTCRN weights on a new frame: window {config.window}, hop {config.hop}, dilations "
+          f"{list(config.dilations)} (latency {config.window - 1} samples)", flush=True)
+    return config
 
 
 def _shape_from_init(init: dict, asked: DenoiserConfig, args: argparse.Namespace) -> DenoiserConfig:

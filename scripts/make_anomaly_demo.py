@@ -91,7 +91,7 @@ def clip_score(model: AnomalyModel, path: Path) -> float:
     """Mean window score of the first CLIP_SECONDS of `path`."""
     x, rate = read_audio(path)
     stream = model.stream(rate, x.shape[0])
-    windows = stream.push(x[:, : int(CLIP_SECONDS * rate)]) + stream.finish()
+    windows = stream.process(x[:, : int(CLIP_SECONDS * rate)]) + stream.flush()
     return float(np.mean([w.score for w in windows]))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import audio_files, read_first_channel
+from .audio import SAMPLE_RATE, audio_files, read_first_channel
 
 SNRS_DB = (-5.0, 0.0, 5.0, 10.0, 15.0)
 
@@ -22,7 +22,7 @@ def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
     return float(10 * np.log10((np.dot(target, target) + 1e-12) / (np.dot(est - target, est - target) + 1e-12)))
 
 
-def quality_scores(estimate: np.ndarray, reference: np.ndarray, rate: int = 16000) -> dict[str, float]:
+def quality_scores(estimate: np.ndarray, reference: np.ndarray, rate: int = SAMPLE_RATE) -> dict[str, float]:
     """PESQ-WB, STOI and SI-SDR of a 16 kHz estimate against its clean reference."""
     try:
         from pesq import pesq
@@ -47,7 +47,7 @@ class Mixture:
     noise: str = ""  # the noise recording's name, to see which noises a system fails on
 
 
-def make_test_mix(speech_dir: str | Path, noise_dir: str | Path, seed: int = 2026, rate: int = 16000,
+def make_test_mix(speech_dir: str | Path, noise_dir: str | Path, seed: int = 2026, rate: int = SAMPLE_RATE,
                   snrs_db: tuple[float, ...] = SNRS_DB) -> list[Mixture]:
     """Every speech file once, each with a seeded noise file, offset, SNR (cycling through
     `snrs_db`) and mixture level (-35..-15 dBFS). Same inputs, same seed: same mixtures."""
@@ -74,7 +74,7 @@ def make_test_mix(speech_dir: str | Path, noise_dir: str | Path, seed: int = 202
     return mixes
 
 
-def load_pairs(folder: str | Path, rate: int = 16000) -> list[Mixture]:
+def load_pairs(folder: str | Path, rate: int = SAMPLE_RATE) -> list[Mixture]:
     """Real noisy/clean recordings of the same utterance: `folder`/noisy/X beside `folder`/clean/X."""
     folder = Path(folder)
     noisy_paths = audio_files([folder / "noisy"])

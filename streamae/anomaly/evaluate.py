@@ -9,10 +9,11 @@ from ..audio import audio_files
 from ..errors import StreamaeError
 from . import metrics
 from .alerts import AlertPolicy
-from .scorer import AnomalyModel, FileScore
+from .scorer import DEFAULT_HOP_SECONDS, AnomalyModel, FileScore
 
 
-def evaluate(model: AnomalyModel, normal: list[str | Path], anomalous: list[str | Path], hop_seconds: float = 0.5,
+def evaluate(model: AnomalyModel, normal: list[str | Path], anomalous: list[str | Path],
+             hop_seconds: float = DEFAULT_HOP_SECONDS,
              policy: AlertPolicy = AlertPolicy()) -> dict:
     """File-level (score: the alert level, as `anomaly score` reports it) and window-level AUC,
     pAUC (FPR <= 0.1), TPR at 1 % FPR, and the confusion at the model's threshold."""

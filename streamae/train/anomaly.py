@@ -48,8 +48,8 @@ SCORE_DESCRIPTION = ("squared reconstruction error of the per-band standardised,
 
 @dataclass(frozen=True)
 class NetConfig:
-    bands: int = 64
-    window_frames: int = 122
+    bands: int = FeatureConfig.bands  # the network's input is one feature window
+    window_frames: int = FeatureConfig.window_frames
     hidden: int = 96
     code: int = 12  # channels per 2 frames: 128 numbers in, 12 through the code
 

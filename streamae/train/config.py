@@ -1,8 +1,10 @@
-"""Model hyper-parameters: plain data, importable without torch (the CLI parser uses it)."""
+"""Model hyper-parameters: plain data, importable without torch (the command layer reads its
+defaults when a training run starts)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..audio import SAMPLE_RATE
 
 STOI_BANDS = 15  # one-third-octave bands from 150 Hz: STOI looks at nothing above 4.3 kHz
 LOW_BAND_HZ = 4000.0  # the phase input and the deep filter work on the bins up to here, where speech has its harmonics
@@ -10,7 +12,7 @@ LOW_BAND_HZ = 4000.0  # the phase input and the deep filter work on the bins up 
 
 @dataclass(frozen=True)
 class DenoiserConfig:
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     window: int = 160  # synthesis window W (samples; also the learned analysis window); latency W - 1
     hop: int = 80  # H
     code: int = 256  # learned filterbank size (the spectral front end's code is its bins instead)

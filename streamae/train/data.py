@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import audio_files, read_first_channel
+from ..audio import SAMPLE_RATE, audio_files, read_first_channel
 from ..errors import StreamaeError
 
 
@@ -52,7 +52,7 @@ class Bank:
 
 @dataclass
 class MixConfig:
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     seconds: float = 4.0
     snr_low: float = -5.0
     snr_high: float = 25.0

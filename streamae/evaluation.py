@@ -84,3 +84,17 @@ def load_pairs(folder: str | Path, rate: int = SAMPLE_RATE) -> list[Mixture]:
 
 def _mono(path: Path, rate: int) -> np.ndarray:
     return read_first_channel(path, rate).astype(np.float64)
+
+
+def paired_interval(diff: np.ndarray, resamples: int = 10000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean of per-mixture differences and its 95 % bootstrap interval (mixtures resampled)."""
+    rng = np.random.default_rng(seed)
+    means = diff[rng.integers(0, len(diff), (resamples, len(diff)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(low), float(high)
+
+
+def format_interval(mean: float, low: float, high: float) -> str:
+    """`+0.050 [+0.020, +0.080]*`: the star marks an interval that excludes zero."""
+    mark = "*" if low > 0 or high < 0 else " "
+    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]{mark}"

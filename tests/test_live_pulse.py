@@ -20,9 +20,8 @@ import soundfile as sf
 
 from streamae import Denoiser
 from conftest import REPO, noise, speechlike
+from support.pulse_loopback import PulseLoopback, available
 
-sys.path.insert(0, str(REPO / "scripts"))
-from pulse_loopback import PulseLoopback, available  # noqa: E402
 
 RATE, CHUNK, BUFFER_CHUNKS = 48000, 480, 2
 HOP_PERIOD = 240  # the model's hop at 48 kHz: its output depends on where a signal starts modulo this

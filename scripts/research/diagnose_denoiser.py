@@ -13,7 +13,7 @@
    which follows pystoi): which of STOI's one-third-octave bands lose the speech envelope. Needs
    torch; `--rnnoise` adds RNNoise, which leads on STOI at low SNR.
 
-    python scripts/diagnose_denoiser.py models/denoiser-v1.onnx [MORE.onnx ...] [--rnnoise]
+    python -m scripts.research.diagnose_denoiser models/denoiser-v1.onnx [MORE.onnx ...] [--rnnoise]
 """
 from __future__ import annotations
 
@@ -25,11 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_denoise import DTLN, RNNoise, Streamae, aligned_output  # noqa: E402
-from streamae.audio import audio_files  # noqa: E402
-from streamae.evaluation import Mixture, make_test_mix, si_sdr  # noqa: E402
+from scripts.bench.bench_denoise import DTLN, RNNoise, Streamae, aligned_output
+from streamae.audio import audio_files
+from streamae.evaluation import Mixture, make_test_mix, si_sdr
 
 FRAME = 320  # 20 ms at 16 kHz
 SILENT_DB = -30.0

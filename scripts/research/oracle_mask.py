@@ -5,7 +5,7 @@ transform (S: clean speech, X: the mixture). Scoring that oracle for several asy
 (analysis window / 10 ms synthesis window, 5 ms hop, all with denoiser-v1's 9.9 ms latency)
 shows how much a front end caps quality before any training.
 
-    python scripts/oracle_mask.py --speech ../shared/data/speech/dev --noise ../shared/data/noise/dev
+    python scripts/research/oracle_mask.py --speech ../shared/data/speech/dev --noise ../shared/data/noise/dev
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from streamae.evaluation import SNRS_DB, make_test_mix, quality_scores  # noqa: E402
-from streamae.train.model import asymmetric_stft  # noqa: E402
+from streamae.audio import SAMPLE_RATE
+from streamae.evaluation import SNRS_DB, make_test_mix, quality_scores
+from streamae.train.model import asymmetric_stft
 
 SYNTHESIS, HOP = 160, 80
 
@@ -52,7 +52,7 @@ def main() -> None:
         mean = {k: float(np.mean([r[k] for r in rows])) for k in ("pesq_wb", "stoi", "si_sdr")}
         by_snr = {snr: float(np.mean([r["si_sdr"] for r in rows if r["snr"] == snr])) for snr in SNRS_DB}
         results[analysis] = {**mean, "si_sdr_by_snr": by_snr}
-        print(f"analysis {analysis:5d} ({1000 * analysis / 16000:5.1f} ms): PESQ-WB {mean['pesq_wb']:.2f}  "
+        print(f"analysis {analysis:5d} ({1000 * analysis / SAMPLE_RATE:5.1f} ms): PESQ-WB {mean['pesq_wb']:.2f}  "
               f"STOI {mean['stoi']:.3f}  SI-SDR {mean['si_sdr']:5.2f} dB  by SNR "
               + " / ".join(f"{v:.1f}" for v in by_snr.values()), flush=True)
     print(json.dumps(results))

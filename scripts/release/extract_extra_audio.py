@@ -3,7 +3,7 @@
 The extra training audio listed in shared/data/README.md arrives as git snapshots; this
 copies the files matching a pattern out of HEAD into a folder, never into the repo.
 
-    python scripts/extract_extra_audio.py --git /work/.mirror/jimbozhang+speechocean762/repo \
+    python scripts/release/extract_extra_audio.py --git /work/.mirror/jimbozhang+speechocean762/repo \
         --pattern 'WAVE/SPEAKER*/*.WAV' --every 3 --out data/extra/speech/speechocean762
 """
 from __future__ import annotations

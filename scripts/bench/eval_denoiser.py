@@ -1,6 +1,6 @@
 """Score a denoiser on the seeded dev mix and write its model card.
 
-    python scripts/eval_denoiser.py models/denoiser-v2.onnx \
+    python scripts/bench/eval_denoiser.py models/denoiser-v2.onnx \
         --speech ../shared/data/speech/dev --noise ../shared/data/noise/dev --card models/denoiser-v2.json
 
 Dev mix: every file of speech/dev once, with a seeded noise from noise/dev at -5, 0, 5, 10
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from streamae import Denoiser  # noqa: E402
-from streamae.evaluation import make_test_mix, quality_scores  # noqa: E402
-from streamae.train.config import DenoiserConfig  # noqa: E402  (plain data, no torch)
+from streamae import Denoiser
+from streamae.audio import SAMPLE_RATE
+from streamae.evaluation import make_test_mix, quality_scores
+from streamae.train.config import DenoiserConfig
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     p.add_argument("--card-extra", nargs="+", default=[], help="JSON files merged into the card in order (data, "
                    "licences, recipe; a later file's keys win)")
     p.add_argument("--bench", default=None, metavar="JSON:SYSTEM",
-                   help="pin this model's row of a scripts/bench_denoise.py result (and DTLN's cost ratio) in the card")
+                   help="pin this model's row of a scripts/bench/bench_denoise.py result (and DTLN's cost ratio) in the card")
     args = p.parse_args()
 
     d = Denoiser(args.model, threads=1)
@@ -44,7 +44,7 @@ def main() -> None:
     rows = []
     for i, m in enumerate(mixes, 1):
         noisy = quality_scores(m.noisy, m.clean)
-        clean = quality_scores(d.process(m.noisy, 16000), m.clean)
+        clean = quality_scores(d.process(m.noisy, SAMPLE_RATE), m.clean)
         rows.append((m.snr_db, noisy, clean))
         print(f"\r{i}/{len(mixes)} scored", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
@@ -52,7 +52,7 @@ def main() -> None:
            "by_snr_db": {str(int(s)): {"noisy": _mean([r[1] for r in rows if r[0] == s]),
                                       "streamae": _mean([r[2] for r in rows if r[0] == s])}
                          for s in sorted({r[0] for r in rows})},
-           "mixtures": len(rows), "audio_seconds": round(sum(len(m.noisy) for m in mixes) / 16000, 1)}
+           "mixtures": len(rows), "audio_seconds": round(sum(len(m.noisy) for m in mixes) / SAMPLE_RATE, 1)}
     speed = _speed(d)
     print(json.dumps({"dev": dev, "speed": speed}, indent=2))
     if args.card:
@@ -67,14 +67,14 @@ def _mean(scores: list[dict]) -> dict:
 
 def _speed(d: Denoiser, seconds: float = 60.0) -> dict:
     """CPU seconds per audio second on one thread: streaming 10 ms chunks, and whole file."""
-    x = (0.05 * np.random.default_rng(0).standard_normal(int(seconds * 16000))).astype(np.float32)
-    s = d.stream(16000)
+    x = (0.05 * np.random.default_rng(0).standard_normal(int(seconds * SAMPLE_RATE))).astype(np.float32)
+    s = d.stream(SAMPLE_RATE)
     t = time.process_time()
     for i in range(0, len(x), 160):
         s.process(x[i:i + 160])
     stream = (time.process_time() - t) / seconds
     t = time.process_time()
-    d.process(x, 16000)
+    d.process(x, SAMPLE_RATE)
     whole = (time.process_time() - t) / seconds
     return {"stream_10ms_cpu_s_per_s": round(stream, 4), "whole_file_cpu_s_per_s": round(whole, 4),
             "whole_file_x_realtime": round(1 / whole), "threads": 1, "machine": f"{platform.machine()}, "
@@ -91,7 +91,7 @@ def _card(d: Denoiser, dev: dict, speed: dict, args) -> dict:
         "parameters": d.info.get("parameters"), "architecture": DenoiserConfig.from_dict(c).architecture(),
         "sparsity": d.info.get("sparsity"), "training": d.info.get("training"),
         "dev": dev, "speed": speed,
-        "reproduce": "python scripts/eval_denoiser.py " + shlex.join(sys.argv[1:]),
+        "reproduce": "python scripts/bench/eval_denoiser.py " + shlex.join(sys.argv[1:]),
     }
     for extra in args.card_extra:
         card.update(json.loads(Path(extra).read_text()))
@@ -110,7 +110,7 @@ def _bench_row(path: str, system: str) -> dict:
             "stream_cpu_x_dtln": round(row["cpu_s_per_audio_s"] / dtln, 2), "lag_ms": row["lag_ms"],
             "others": {name: {k: round(v, 3) for k, v in r["dev"]["mean"].items()}
                        for name, r in results["systems"].items() if name != system},
-            "command": "python scripts/bench_denoise.py (see docs/BENCHMARKS.md)"}
+            "command": "python scripts/bench/bench_denoise.py (see docs/BENCHMARKS.md)"}
 
 
 if __name__ == "__main__":

@@ -4,20 +4,17 @@ Scores both on the same seeded mixtures (streamae.evaluation.make_test_mix) and 
 per-mixture difference with a 95 % paired bootstrap interval, overall and at each SNR. Differences
 of a few hundredths of PESQ-WB decide between models here; this says which of them are real.
 
-    python scripts/compare_denoisers.py models/denoiser-v2.onnx runs/candidate.onnx \
+    python scripts/bench/compare_denoisers.py models/denoiser-v2.onnx runs/candidate.onnx \
         --speech ../shared/data/speech/dev --noise ../shared/data/noise/dev
 """
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
-
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from streamae import Denoiser  # noqa: E402
-from streamae.evaluation import make_test_mix, quality_scores  # noqa: E402
+from streamae import Denoiser
+from streamae.audio import SAMPLE_RATE
+from streamae.evaluation import format_interval, make_test_mix, paired_interval, quality_scores
 
 METRICS = ("pesq_wb", "stoi", "si_sdr")
 
@@ -39,27 +36,14 @@ def main() -> None:
         print(f"{candidate} minus {args.baseline}, {len(mixes)} mixtures (mean [95 % interval]):")
         groups = [("all", np.ones(len(mixes), bool))] + [(f"{s:g} dB", snrs == s) for s in sorted(set(snrs))]
         for name, pick in groups:
-            cells = [f"{k} {fmt(*paired_interval(diff[k][pick], args.resamples))}" for k in METRICS]
+            cells = [f"{k} {format_interval(*paired_interval(diff[k][pick], args.resamples))}" for k in METRICS]
             print(f"  {name:>6}: " + "  ".join(cells))
 
 
 def scores(model: str, mixes) -> dict[str, np.ndarray]:
     d = Denoiser(model, threads=1)
-    rows = [quality_scores(d.process(m.noisy, 16000), m.clean) for m in mixes]
+    rows = [quality_scores(d.process(m.noisy, SAMPLE_RATE), m.clean) for m in mixes]
     return {k: np.array([r[k] for r in rows]) for k in METRICS}
-
-
-def paired_interval(diff: np.ndarray, resamples: int, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of per-mixture differences and its 95 % bootstrap interval (mixtures resampled)."""
-    rng = np.random.default_rng(seed)
-    means = diff[rng.integers(0, len(diff), (resamples, len(diff)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(diff.mean()), float(low), float(high)
-
-
-def fmt(mean: float, low: float, high: float) -> str:
-    mark = "*" if low > 0 or high < 0 else " "  # the interval excludes zero
-    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]{mark}"
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Build the shipped demo anomaly model and its two example clips from MIMII (dcase2020-id00).
 
-    nice -n 10 python scripts/make_anomaly_demo.py --data ../shared/data/machine/dcase2020-id00
+    nice -n 10 python -m scripts.release.make_anomaly_demo --data ../shared/data/machine/dcase2020-id00
 
-Trains on the normal clips minus 10 held out (the same 10 as scripts/bench_anomaly.py),
+Trains on the normal clips minus 10 held out (the same 10 as scripts/bench/bench_anomaly.py),
 calibrates on those 10, writes models/anomaly-mimii-id00.onnx + .json, and cuts
 examples/machine/normal.flac (from a held-out clip: never trained on) and
 examples/machine/anomalous.flac. MIMII is CC BY-SA 4.0: the clips and the model carry that.
@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench_anomaly import held_out_id00  # noqa: E402  (same folder)
-from streamae.anomaly.scorer import AnomalyModel  # noqa: E402
-from streamae.audio import audio_files, read_audio, write_audio  # noqa: E402
-from streamae.cli import main as cli  # noqa: E402
+from scripts.bench.bench_anomaly import held_out_id00
+from streamae.anomaly.scorer import AnomalyModel
+from streamae.audio import audio_files, read_audio, write_audio
+from streamae.cli import main as cli
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NAME = "anomaly-mimii-id00"
 CLIP_SECONDS = 4.0
 PROVENANCE = {

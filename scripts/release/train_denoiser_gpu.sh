@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train several denoiser variants side by side on one GPU (each process alone leaves it mostly
-# idle), from a pack made by scripts/make_train_pack.py. Checkpoints and logs go to OUT/<name>/.
-#   [RUNS="small spectral"] [NOISE="noise noise_nc"] [RESUME=DIR] [INIT=DIR] bash scripts/train_denoiser_gpu.sh PACK OUT MINUTES [EXTRA...]
+# idle), from a pack made by scripts/release/make_train_pack.py. Checkpoints and logs go to OUT/<name>/.
+#   [RUNS="small spectral"] [NOISE="noise noise_nc"] [RESUME=DIR] [INIT=DIR] bash scripts/release/train_denoiser_gpu.sh PACK OUT MINUTES [EXTRA...]
 # Variants: small (the learned filterbank, denoiser-v1's config), medium, large, wide (large's
 # widths in 6 blocks, 1.3 s of context: 2.5x small's parameters for about 1.2x its streaming
 # cost), lowsnr (small on -5..15 dB only), spectral (a 512-sample asymmetric STFT front end, same
@@ -10,7 +10,7 @@
 # (two GRU layers of 256: streams at about small's cost), spectral-gru-deep (three of 256) and
 # spectral-gru-df (spectral-gru with a deep filter of 3 taps below 4 kHz) and spectral-gru-phase
 # (spectral-gru with the phase input alone).
-# Wheels for what the GPU machine lacks: scripts/device_wheels.sh.
+# Wheels for what the GPU machine lacks: scripts/release/device_wheels.sh.
 # EXTRA goes to every run (INIT, below, is per run).
 # Runs longer than one device call: give every sitting the same MINUTES (the whole schedule) and
 # --stop-after M (this sitting) in EXTRA, bring OUT back, and carry it as RESUME=DIR next time:

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Wheels for the packages streamae's training needs that a GPU machine without internet may lack
 # (its image has torch, numpy and onnx, but not soundfile or soxr), for CPython 3.12 on x86-64
-# manylinux. Carry the folder with the training pack (scripts/make_train_pack.py) and, there, run
+# manylinux. Carry the folder with the training pack (scripts/release/make_train_pack.py) and, there, run
 #   python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
 #   export PYTHONPATH=/tmp/site:$PWD
-# before scripts/train_denoiser_gpu.sh.
-#   bash scripts/device_wheels.sh [DIR=.whl] [PYTHON_VERSION=3.12]
+# before scripts/release/train_denoiser_gpu.sh.
+#   bash scripts/release/device_wheels.sh [DIR=.whl] [PYTHON_VERSION=3.12]
 set -euo pipefail
 DIR=${1:-.whl}; PY=${2:-3.12}
 mkdir -p "$DIR"

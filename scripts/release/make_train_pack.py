@@ -9,18 +9,18 @@ per run because each gets its own quality. dev_speech.ogg and dev_noise.ogg (1.7
 excerpts of speech/dev and noise/dev, for the training's dev check) and rir/ (a copy of
 ../shared/data/rir) are kept from the first pack, so dev checks stay comparable across runs.
 
-    python scripts/make_train_pack.py --out .pack --quality 0.3 \
+    python scripts/release/make_train_pack.py --out .pack --quality 0.3 \
         --group speech ../shared/data/speech/train data/extra/speech/speechocean762:every=8
-    python scripts/make_train_pack.py --out .pack --quality 0.5 \
+    python scripts/release/make_train_pack.py --out .pack --quality 0.5 \
         --group noise ../shared/data/noise/train data/extra/noise
-    python scripts/make_train_pack.py --out .pack --quality 0.8 \
+    python scripts/release/make_train_pack.py --out .pack --quality 0.8 \
         --group noise_nc data/extra/noise-nc/urbansound8k:every=3
 
 `noise_nc` is UrbanSound8K (CC BY-NC 3.0: a model trained with it is for non-commercial use),
 classes 0, 1, 2, 4, 5, 7, 8 only (no dog bark, gun shot or street music): 2,179 clips,
 extracted from the `fetch`ed snapshot of Alejandro-131004/AC-II with
 
-    python scripts/extract_extra_audio.py --git /work/.mirror/Alejandro-131004+AC-II/repo \
+    python scripts/release/extract_extra_audio.py --git /work/.mirror/Alejandro-131004+AC-II/repo \
         --commit 8f8b8f2 --out data/extra/noise-nc/urbansound8k \
         --pattern 'UrbanSound8K/audio/fold*/[0-9]*-[0124578]-[0-9]*-[0-9]*.wav'
 """
@@ -33,10 +33,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from streamae.audio import audio_files, read_audio, resample  # noqa: E402
+from streamae.audio import SAMPLE_RATE as RATE
+from streamae.audio import audio_files, read_audio, resample
 
-RATE = 16000
 
 
 def main() -> None:

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Numbers for docs/BENCHMARKS.md "Live and batch".
 
-    python scripts/bench_live_batch.py batch [--model M] [--jobs 2] [--files 16] [--seconds 60]
-    python scripts/bench_live_batch.py live  [--model M] [--seconds 60] [--chunk-ms 10]
+    python -m scripts.bench.bench_live_batch batch [--model M] [--jobs 2] [--files 16] [--seconds 60]
+    python -m scripts.bench.bench_live_batch live  [--model M] [--seconds 60] [--chunk-ms 10]
 
 batch: synthetic noisy speech files (48 kHz, 16-bit WAV) cleaned by `streamae denoise DIR
     --out-dir OUT --jobs N`; reports audio hours per wall hour (process start-up included).
-live: a private PulseAudio (scripts/pulse_loopback.py) with a virtual microphone ("mic") and
+live: a private PulseAudio (tests/support/pulse_loopback.py) with a virtual microphone ("mic") and
     speaker; `streamae live` runs for --seconds at 10 ms chunks, mic -> speaker. Meanwhile a
     probe process plays short bursts into "mic" and records either "speaker.monitor" (through
     streamae) or "mic.monitor" (calibration: the probe's own round trip). The difference of
@@ -30,15 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[2]
 RATE = 48000
 
 
 def speech_and_noise(seconds: float, seed: int) -> np.ndarray:
-    sys.path.insert(0, str(REPO / "tests"))
-    from conftest import noise, speechlike
+    from tests.support.signals import noise, speechlike
 
     return 0.8 * (speechlike(seconds, RATE, seed) + noise(seconds, RATE, seed + 1000))
 
@@ -68,7 +65,7 @@ def bench_batch(args) -> None:
 
 # -- live ----------------------------------------------------------------------------------
 def bench_live(args) -> None:
-    from pulse_loopback import PulseLoopback
+    from tests.support.pulse_loopback import PulseLoopback
 
     import soundfile as sf
 
@@ -130,8 +127,9 @@ def start_live(args, env: dict, seconds: float):
 
 def probe_lags(env: dict) -> list[float]:
     """One probe process playing into "both" (= mic + speaker) and recording speaker.monitor."""
-    r = subprocess.run([sys.executable, __file__, "_probe"], env={**env, "PULSE_SINK": "both",
-                       "PULSE_SOURCE": "speaker.monitor"}, capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "scripts.bench.bench_live_batch", "_probe"], cwd=REPO,
+                       env={**env, "PULSE_SINK": "both", "PULSE_SOURCE": "speaker.monitor"},
+                       capture_output=True, text=True, timeout=60)
     try:
         return [float(v) for v in r.stdout.split()]
     except ValueError:

@@ -1,6 +1,6 @@
 """Which way of reading the anomaly model's reconstruction error sees which fault.
 
-    python scripts/explore_anomaly_views.py runs/bench-anomaly/uav-run/checkpoint.pt
+    python -m scripts.research.explore_anomaly_views runs/bench-anomaly/uav-run/checkpoint.pt
 
 Development numbers for choosing the window score: the benchmark's four faults are injected
 into uav/val/normal (seed 11), never into the flights `bench_anomaly.py` holds out, so a choice
@@ -20,11 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_anomaly as bench  # noqa: E402  (scripts/ is not a package)
-from streamae.anomaly import metrics  # noqa: E402
-from streamae.anomaly.features import FeatureConfig, logmel  # noqa: E402
-from streamae.train.anomaly import (TOP_FRAMES_FRACTION, NetConfig, SparseConvAE, WindowSampler,  # noqa: E402
+from scripts.bench import bench_anomaly as bench
+from streamae.anomaly import metrics
+from streamae.anomaly.features import FeatureConfig, logmel
+from streamae.train.anomaly import (TOP_FRAMES_FRACTION, NetConfig, SparseConvAE, WindowSampler,
                                    load_frames)
 
 DEV_SEED = 11  # the benchmark injects into its held-out flights with seed 7

@@ -12,7 +12,7 @@ PULSE_SERVER in `env`; PortAudio reaches it through ALSA's pulse plugin ("defaul
     with PulseLoopback(rate=48000) as pulse:
         subprocess.run(["paplay", "--device=mic", "clip.wav"], env=pulse.env)
 
-Command line: `python scripts/pulse_loopback.py check` exits 0 if a server can start here.
+Command line: `cd tests && python -m support.pulse_loopback check` exits 0 if a server can start here.
 """
 from __future__ import annotations
 

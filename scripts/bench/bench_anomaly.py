@@ -1,6 +1,6 @@
 """Benchmark the machine-sound anomaly monitor (issue 5, "Numbers"); writes docs/BENCHMARKS.md.
 
-    nice -n 10 python scripts/bench_anomaly.py --data ../shared/data/machine
+    nice -n 10 python scripts/bench/bench_anomaly.py --data ../shared/data/machine
 
 Training has fixed step budgets and seeds on 1 thread (not wall-clock minutes), so a rerun
 gives the same numbers on a busy machine as on an idle one.
@@ -35,24 +35,23 @@ import numpy as np
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streamae.anomaly import metrics
 from streamae.anomaly.alerts import AlertPolicy
 from streamae.anomaly.features import FeatureConfig, logmel, normalise
 from streamae.anomaly.monitor import Monitor
 from streamae.anomaly.scorer import AnomalyModel
+from streamae.audio import SAMPLE_RATE as RATE
 from streamae.audio import audio_files, read_audio, resample
 from streamae.cli import main as cli
 from streamae.train.anomaly import TOP_FRAMES_FRACTION
 
-RATE = 16000
 WIN = 2 * RATE  # 2 s windows: exactly one model window (121 hops + n_fft)
 LEVEL_RMS = 10 ** (-30 / 20)  # every scored window is scaled to -30 dBFS RMS
 LEVELS_DB = (-30, -25, -20, -15)
 KINDS = ("clicks", "tone", "rattle", "speed")
 METRICS = {"auc": "AUC", "pauc": "pAUC", "tpr_at_1pct_fpr": "TPR@1%FPR"}
 HELD_OUT_FLIGHTS = 6
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 # -- data --------------------------------------------------------------------------------
@@ -364,7 +363,7 @@ def id00(data: Path, work: Path, steps: int, base_steps: int) -> dict:
 
 
 def held_out_id00(normal: list[Path], n: int = 10) -> list[Path]:
-    """The same 10 held-out clips as the shipped demo model (scripts/make_anomaly_demo.py)."""
+    """The same 10 held-out clips as the shipped demo model (scripts/release/make_anomaly_demo.py)."""
     return [normal[i] for i in sorted(np.random.default_rng(0).permutation(len(normal))[:n])]
 
 
@@ -503,7 +502,7 @@ def main() -> None:
     t0 = time.time()
     res = {"uav": uav(args.data, args.work, args.steps, args.baseline_steps),
            "id00": id00(args.data, args.work, args.id00_steps, args.id00_baseline_steps)}
-    res["command"] = "nice -n 10 python scripts/bench_anomaly.py " + " ".join(
+    res["command"] = "nice -n 10 python scripts/bench/bench_anomaly.py " + " ".join(
         f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("steps", "baseline_steps", "id00_steps", "id00_baseline_steps"))
     res["steps"] = {k: getattr(args, k) for k in ("steps", "baseline_steps", "id00_steps", "id00_baseline_steps")}
     res["seconds"] = time.time() - t0

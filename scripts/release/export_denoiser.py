@@ -1,6 +1,6 @@
 """Export a training checkpoint to the two ONNX graphs (whole signal + streaming step).
 
-    python scripts/export_denoiser.py runs/gpu1/small/checkpoint.pt runs/gpu1/small/small.onnx \
+    python scripts/release/export_denoiser.py runs/gpu1/small/checkpoint.pt runs/gpu1/small/small.onnx \
         --dev-speech ../shared/data/speech/dev --dev-noise ../shared/data/noise/dev
 
 The dev audio is only used to measure the code's sparsity for the model card.
@@ -8,16 +8,16 @@ The dev audio is only used to measure the code's sparsity for the model card.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from streamae.train.data import MixConfig, Mixer, load_corpus  # noqa: E402
-from streamae.train.config import DenoiserConfig  # noqa: E402
-from streamae.train.model import DenoiserNet  # noqa: E402
-from streamae.train.train_denoiser import export  # noqa: E402
+from streamae.audio import SAMPLE_RATE
+from streamae.train.config import DenoiserConfig
+from streamae.train.data import MixConfig, Mixer, load_corpus
+from streamae.train.grow import without_deep_filter
+from streamae.train.model import DenoiserNet
+from streamae.train.train_denoiser import export
 
 
 def main() -> None:
@@ -34,11 +34,12 @@ def main() -> None:
     args = p.parse_args()
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     if args.drop_deep_filter:
-        ckpt = _without_deep_filter(ckpt)
+        ckpt = without_deep_filter(ckpt)
     net = DenoiserNet(DenoiserConfig.from_dict(ckpt["config"]))
     net.load_state_dict(ckpt["model"])
     mix = MixConfig(snr_low=-5, snr_high=15, p_clean=0, p_reverb=0, p_gap=0, p_second_noise=0, p_synthetic=0)
-    probe, _ = Mixer(load_corpus(args.dev_speech, 16000, 0.5), load_corpus(args.dev_noise, 16000, 0.2), [],
+    probe, _ = Mixer(load_corpus(args.dev_speech, SAMPLE_RATE, 0.5),
+                     load_corpus(args.dev_noise, SAMPLE_RATE, 0.2), [],
                      torch.device("cpu"), mix, seed=1234).batch(32)
     training = {"steps": ckpt["step"], "minutes": round(ckpt["elapsed"] / 60, 1), "checkpoint": Path(args.checkpoint).name}
     if args.training_note:
@@ -47,13 +48,6 @@ def main() -> None:
     if args.weights_out:
         torch.save({"model": net.state_dict(), "config": ckpt["config"], "step": ckpt["step"]}, args.weights_out)
         print(f"wrote {args.weights_out}")
-
-
-def _without_deep_filter(ckpt: dict) -> dict:
-    if not ckpt["config"].get("deep_filter"):
-        raise SystemExit("--drop-deep-filter: this checkpoint has no deep filter")
-    model = {k: v for k, v in ckpt["model"].items() if not k.startswith("taps.")}
-    return {**ckpt, "model": model, "config": {**ckpt["config"], "deep_filter": 0, "phase_input": True}}
 
 
 if __name__ == "__main__":

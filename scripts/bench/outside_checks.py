@@ -1,7 +1,7 @@
 """The checks a candidate denoiser must pass beside the dev mix, so a gain tuned on dev is not paid
 for elsewhere. Every model named is measured in the same run:
 
-    python scripts/outside_checks.py models/denoiser-v2.onnx runs/candidate.onnx \
+    python scripts/bench/outside_checks.py models/denoiser-v2.onnx runs/candidate.onnx \
         --pairs ../shared/data/paired/vctk-p287
 
 - example: examples/noisy_speech.flac (real noise at 5 dB), SI-SDR gain over the input, and PESQ-WB;
@@ -24,13 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-from streamae import Denoiser  # noqa: E402
-from streamae.audio import audio_files, read_first_channel  # noqa: E402
-from streamae.evaluation import load_pairs, quality_scores, si_sdr  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
+from streamae import Denoiser
+from streamae.audio import SAMPLE_RATE as RATE
+from streamae.audio import audio_files, read_first_channel
+from streamae.evaluation import load_pairs, quality_scores, si_sdr
 
-RATE = 16000
 BANDS_HZ = ((2000, 4000), (4000, 8000))
 
 

@@ -70,7 +70,9 @@ def output_format(path: str | Path, like: sf.SoundFile | None = None) -> tuple[s
     formats = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "oga": "OGG", "opus": "OGG", "mp3": "MP3",
                "aiff": "AIFF", "aif": "AIFF", "au": "AU", "caf": "CAF", "w64": "W64"}
     if ext not in formats:
-        raise StreamaeError(f"unknown output format '.{ext}' (use one of: {', '.join(sorted(formats))})", path)
+        raise StreamaeError(
+            f"unknown output format '.{ext}' (use one of: {', '.join(sorted(formats))})", path
+        )
     fmt = formats[ext]
     if ext == "opus":
         return fmt, "OPUS"
@@ -95,7 +97,9 @@ class AtomicAudioWriter:
                                       format=fmt, subtype=subtype)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
             self._tmp.unlink(missing_ok=True)
-            raise StreamaeError(f"cannot write {fmt}/{subtype} at {sample_rate} Hz ({_reason(e)})", self.path) from None
+            raise StreamaeError(
+                f"cannot write {fmt}/{subtype} at {sample_rate} Hz ({_reason(e)})", self.path
+            ) from None
 
     def write(self, audio: np.ndarray) -> None:
         """audio: float32 [channels, n]."""
@@ -162,8 +166,12 @@ def find_audio(folder: str | Path, recursive: bool = True, pattern: str | None =
             dirs.clear()
             continue
         dirs[:] = sorted(d for d in dirs if recursive and not d.startswith("."))
-        found += [here / name for name in files if not name.startswith(".")
-                  and (fnmatch.fnmatch(name, pattern) if pattern else Path(name).suffix.lower() in AUDIO_SUFFIXES)]
+        found += [
+            here / name
+            for name in files
+            if not name.startswith(".")
+            and (fnmatch.fnmatch(name, pattern) if pattern else Path(name).suffix.lower() in AUDIO_SUFFIXES)
+        ]
     return sorted(found)
 
 

@@ -21,7 +21,15 @@ from typing import Callable
 
 import numpy as np
 
-from .audio import AtomicAudioWriter, check_output, find_audio, open_input, output_format, read_blocks, same_file
+from .audio import (
+    AtomicAudioWriter,
+    check_output,
+    find_audio,
+    open_input,
+    output_format,
+    read_blocks,
+    same_file,
+)
 from .denoiser import Denoiser
 from .errors import StreamaeError
 
@@ -34,7 +42,9 @@ class FileResult:
     elapsed_seconds: float
 
 
-def denoise_file(denoiser: Denoiser, source: str | Path, target: str | Path, overwrite: bool = False) -> FileResult:
+def denoise_file(
+    denoiser: Denoiser, source: str | Path, target: str | Path, overwrite: bool = False
+) -> FileResult:
     source, target = Path(source), Path(target)
     check_output(source, target, overwrite)
     started = time.perf_counter()
@@ -73,19 +83,25 @@ class Outcome:
     audio_seconds: float = 0.0
 
 
-def plan_jobs(inputs: list[str], out_dir: str | Path, recursive: bool = False, pattern: str | None = None) -> list[Job]:
+def plan_jobs(
+    inputs: list[str], out_dir: str | Path, recursive: bool = False, pattern: str | None = None
+) -> list[Job]:
     """Files map to DIR/name, folders' contents to DIR/<path inside the folder> (mirrored)."""
     out_dir = Path(out_dir)
     jobs: list[Job] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            jobs += [Job(f, out_dir / f.relative_to(item)) for f in find_audio(item, recursive, pattern, out_dir)]
+            jobs += [
+                Job(f, out_dir / f.relative_to(item)) for f in find_audio(item, recursive, pattern, out_dir)
+            ]
         elif item.is_file():
             jobs.append(Job(item, out_dir / item.name))
         else:
             raise StreamaeError("no such file or folder", item)
     if not jobs:
-        raise StreamaeError(f"no audio files in {', '.join(inputs)}" + ("" if recursive else " (add --recursive?)"))
+        raise StreamaeError(
+            f"no audio files in {', '.join(inputs)}" + ("" if recursive else " (add --recursive?)")
+        )
     seen: dict[Path, Path] = {}
     for j in jobs:
         if j.target in seen:
@@ -203,7 +219,10 @@ class Progress:
 def summary(outcomes: list[Outcome]) -> str:
     by = {s: [o for o in outcomes if o.status == s] for s in ("done", "skipped", "failed")}
     hours = sum(o.audio_seconds for o in by["done"]) / 3600
-    lines = [f"done {len(by['done'])} ({hours:.3f} h of audio), skipped {len(by['skipped'])}, failed {len(by['failed'])}"]
+    lines = [
+        f"done {len(by['done'])} ({hours:.3f} h of audio), skipped {len(by['skipped'])}, failed "
+        f"{len(by['failed'])}"
+    ]
     reasons: dict[str, int] = {}
     for o in by["skipped"]:
         reasons[o.reason] = reasons.get(o.reason, 0) + 1

@@ -19,7 +19,9 @@ def si_sdr(estimate: np.ndarray, reference: np.ndarray) -> float:
     ref = reference - reference.mean()
     est = estimate - estimate.mean()
     target = ref * (np.dot(est, ref) / (np.dot(ref, ref) + 1e-12))
-    return float(10 * np.log10((np.dot(target, target) + 1e-12) / (np.dot(est - target, est - target) + 1e-12)))
+    return float(
+        10 * np.log10((np.dot(target, target) + 1e-12) / (np.dot(est - target, est - target) + 1e-12))
+    )
 
 
 def quality_scores(estimate: np.ndarray, reference: np.ndarray, rate: int = SAMPLE_RATE) -> dict[str, float]:
@@ -35,7 +37,11 @@ def quality_scores(estimate: np.ndarray, reference: np.ndarray, rate: int = SAMP
         pesq_wb = float(pesq(rate, ref, est, "wb"))
     except Exception:  # pesq raises on silent or degenerate output: score it as the floor
         pesq_wb = 1.0
-    return {"pesq_wb": pesq_wb, "stoi": float(stoi(ref, est, rate, extended=False)), "si_sdr": si_sdr(est, ref)}
+    return {
+        "pesq_wb": pesq_wb,
+        "stoi": float(stoi(ref, est, rate, extended=False)),
+        "si_sdr": si_sdr(est, ref),
+    }
 
 
 @dataclass
@@ -69,8 +75,15 @@ def make_test_mix(speech_dir: str | Path, noise_dir: str | Path, seed: int = 202
         noisy = clean + gain * n
         scale = 10 ** (rng.uniform(-35, -15) / 20) / np.sqrt(np.mean(noisy ** 2))
         scale = min(scale, 0.99 / np.abs(noisy).max())
-        mixes.append(Mixture(path.stem, (noisy * scale).astype(np.float32), (clean * scale).astype(np.float32), snr,
-                             noise_paths[pick].stem))
+        mixes.append(
+            Mixture(
+                path.stem,
+                (noisy * scale).astype(np.float32),
+                (clean * scale).astype(np.float32),
+                snr,
+                noise_paths[pick].stem,
+            )
+        )
     return mixes
 
 
@@ -78,8 +91,15 @@ def load_pairs(folder: str | Path, rate: int = SAMPLE_RATE) -> list[Mixture]:
     """Real noisy/clean recordings of the same utterance: `folder`/noisy/X beside `folder`/clean/X."""
     folder = Path(folder)
     noisy_paths = audio_files([folder / "noisy"])
-    return [Mixture(p.stem, read_first_channel(p, rate), read_first_channel(folder / "clean" / p.name, rate), float("nan"))
-            for p in noisy_paths]
+    return [
+        Mixture(
+            p.stem,
+            read_first_channel(p, rate),
+            read_first_channel(folder / "clean" / p.name, rate),
+            float("nan"),
+        )
+        for p in noisy_paths
+    ]
 
 
 def _mono(path: Path, rate: int) -> np.ndarray:

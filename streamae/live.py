@@ -98,8 +98,14 @@ def listen(process_block: ProcessBlock, *, sample_rate: int | None = None, block
         _count_device_xruns(worker, status)
         worker.push(indata)
 
-    stream = _open(sd.InputStream, device=index, samplerate=rate, channels=channels, blocksize=min(frames, rate // 100),
-                   callback=callback)
+    stream = _open(
+        sd.InputStream,
+        device=index,
+        samplerate=rate,
+        channels=channels,
+        blocksize=min(frames, rate // 100),
+        callback=callback,
+    )
     with worker, stream:
         yield worker
 
@@ -159,11 +165,21 @@ class Recorder:
 
 
 # -- sessions -------------------------------------------------------------------------------
-def run_devices(load_denoiser: Callable[[], Denoiser], *, input_device: str | int | None = None,
-                output_device: str | int | None = None, record: str | Path | None = None,
-                duration_s: float | None = None, rate: int | None = None, channels: int = 1,
-                chunk_ms: float = CHUNK_MS, callback_ms: float | None = None, buffer_chunks: int = BUFFER_CHUNKS,
-                rt_priority: int = 0, stats_every_s: float = 0.0) -> None:
+def run_devices(
+    load_denoiser: Callable[[], Denoiser],
+    *,
+    input_device: str | int | None = None,
+    output_device: str | int | None = None,
+    record: str | Path | None = None,
+    duration_s: float | None = None,
+    rate: int | None = None,
+    channels: int = 1,
+    chunk_ms: float = CHUNK_MS,
+    callback_ms: float | None = None,
+    buffer_chunks: int = BUFFER_CHUNKS,
+    rt_priority: int = 0,
+    stats_every_s: float = 0.0,
+) -> None:
     """Microphone -> denoiser -> output device and/or `record` file, until `duration_s` or Ctrl-C.
 
     Plays to `output_device` (default: the system's) unless only recording. The device buffer
@@ -198,7 +214,9 @@ def run_devices(load_denoiser: Callable[[], Denoiser], *, input_device: str | in
     else:
         audio = _open(sd.InputStream, device=in_index, channels=channels, **common)
     device_ms = 1000 * (sum(audio.latency) if play else audio.latency)
-    names = f"{sd.query_devices(in_index)['name']}" + (f" -> {sd.query_devices(out_index)['name']}" if play else "")
+    names = f"{sd.query_devices(in_index)['name']}" + (
+        f" -> {sd.query_devices(out_index)['name']}" if play else ""
+    )
     _print_latency(names, denoiser, stream, worker, device_ms, device=True)
     if record:
         fmt, subtype = output_format(record)
@@ -253,7 +271,9 @@ def raise_priority(priority: int) -> None:
         print(f"live: cannot raise priority ({e}); running at normal priority", file=sys.stderr)
 
 
-def _run_until_done(worker: BlockWorker, audio, recorder: Recorder | None, limit: int | None, stats_every: float) -> None:
+def _run_until_done(
+    worker: BlockWorker, audio, recorder: Recorder | None, limit: int | None, stats_every: float
+) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     ok = False
     try:
@@ -281,9 +301,13 @@ def _wait(worker: BlockWorker, recorder: Recorder | None, limit: int | None, sta
             if worker.stats.blocks_in != seen:
                 seen, seen_at = worker.stats.blocks_in, time.monotonic()
             elif time.monotonic() - seen_at > STALL_SECONDS:
-                raise StreamaeError(f"the input device delivered no audio for {STALL_SECONDS:.0f} s (PortAudio's "
-                                    "ALSA duplex stalls with some buffer sizes: try another --callback-ms or --rate)")
-            if limit is not None and (recorder.full() if recorder else worker.stats.blocks_in * worker.block_frames >= limit):
+                raise StreamaeError(
+                    f"the input device delivered no audio for {STALL_SECONDS:.0f} s (PortAudio's "
+                    "ALSA duplex stalls with some buffer sizes: try another --callback-ms or --rate)"
+                )
+            if limit is not None and (
+                recorder.full() if recorder else worker.stats.blocks_in * worker.block_frames >= limit
+            ):
                 return
             if time.monotonic() >= next_stats:
                 print(f"live: {worker.stats.line()}", file=sys.stderr, flush=True)
@@ -344,16 +368,26 @@ def _lossless(worker: BlockWorker, recorder: Recorder, blocks: Iterator[np.ndarr
         raise failed[0]
 
 
-def _print_latency(names: str, denoiser: Denoiser, stream: DenoiserStream, worker: BlockWorker, device_ms: float,
-                   device: bool) -> None:
+def _print_latency(
+    names: str,
+    denoiser: Denoiser,
+    stream: DenoiserStream,
+    worker: BlockWorker,
+    device_ms: float,
+    device: bool,
+) -> None:
     rate = stream.sample_rate
     model_ms = 1000 * denoiser.latency_samples / denoiser.sample_rate
     resample_ms = stream.latency_ms - model_ms
     buffer_ms = 1000 * (worker.delay_frames - worker.latency_frames) / rate
     total = stream.latency_ms + buffer_ms + device_ms
-    print(f"live: {names}, {rate} Hz, {stream.channels} ch, chunk {1000 * worker.block_frames / rate:.1f} ms; "
-          f"latency {total:.1f} ms = model {model_ms:.1f} + resampling {resample_ms:.1f} "
-          f"+ buffering {buffer_ms:.1f} + device {device_ms:.1f}", file=sys.stderr, flush=True)
+    print(
+        f"live: {names}, {rate} Hz, {stream.channels} ch, chunk {1000 * worker.block_frames / rate:.1f} ms; "
+        f"latency {total:.1f} ms = model {model_ms:.1f} + resampling {resample_ms:.1f} "
+        f"+ buffering {buffer_ms:.1f} + device {device_ms:.1f}",
+        file=sys.stderr,
+        flush=True,
+    )
     if device and rate != denoiser.sample_rate:
         print(f"live: tip: --rate {denoiser.sample_rate} (if the device allows it) saves the "
               f"{resample_ms:.0f} ms of resampling", file=sys.stderr)
@@ -362,5 +396,7 @@ def _print_latency(names: str, denoiser: Denoiser, stream: DenoiserStream, worke
 def _print_summary(worker: BlockWorker, recorder: Recorder | None) -> None:
     line = f"live: done: {worker.stats.line()}"
     if recorder:
-        line += f"; recorded {recorder.written} frames" + (f" ({recorder.lost} lost)" if recorder.lost else "")
+        line += f"; recorded {recorder.written} frames" + (
+            f" ({recorder.lost} lost)" if recorder.lost else ""
+        )
     print(line, file=sys.stderr)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from support.models import TINY_ANOMALY, TINY_DENOISER, make_tiny_denoiser, wake_and_export

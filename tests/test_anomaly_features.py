@@ -7,8 +7,17 @@ import soundfile as sf
 
 from streamae.anomaly import metrics
 from streamae.anomaly.alerts import AlertPolicy, Hysteresis, alert_level
-from streamae.anomaly.features import (FeatureConfig, FeatureStream, WindowCutter, file_frames, logmel, mel_filterbank,
-                                       normalise, window_at, window_starts)
+from streamae.anomaly.features import (
+    FeatureConfig,
+    FeatureStream,
+    WindowCutter,
+    file_frames,
+    logmel,
+    mel_filterbank,
+    normalise,
+    window_at,
+    window_starts,
+)
 from streamae.anomaly.scorer import WindowScore
 from streamae.errors import StreamaeError
 
@@ -65,7 +74,9 @@ def test_features_ignore_level_but_see_spectrum():
     b = normalise(logmel(0.03 * x, CFG)[:, :CFG.window_frames])
     np.testing.assert_allclose(a, b, atol=2e-3)  # 30 dB quieter: same features
     t = np.arange(len(x)) / 16000
-    c = normalise(logmel(x + 0.05 * np.sin(2 * np.pi * 3000 * t).astype(np.float32), CFG)[:, :CFG.window_frames])
+    c = normalise(
+        logmel(x + 0.05 * np.sin(2 * np.pi * 3000 * t).astype(np.float32), CFG)[:, : CFG.window_frames]
+    )
     band = int(np.argmax(mel_filterbank(CFG)[:, round(3000 * CFG.n_fft / 16000)]))
     assert (c - a)[band].mean() > 10  # a new 3 kHz tone lifts its band by > 10 dB
 

@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO
 from streamae.anomaly.alerts import AlertPolicy, Webhook
 from streamae.anomaly.monitor import Monitor, watch_folder
 from streamae.anomaly.scorer import AnomalyModel
 from streamae.audio import resample
 from streamae.cli import main
+
+from conftest import REPO
 from support.models import make_machine_data
 from support.signals import RATE, machine
 
@@ -195,7 +196,9 @@ def test_mic_source_runs_through_the_live_worker(model, monkeypatch):
 
     @contextmanager
     def fake_listen(process_block, *, sample_rate, block_frames, channels, device, history_seconds):
-        worker = BlockWorker(process_block, block_frames, channels, sample_rate=sample_rate, output=False, lossless=True)
+        worker = BlockWorker(
+            process_block, block_frames, channels, sample_rate=sample_rate, output=False, lossless=True
+        )
         with worker:
             feeder = threading.Thread(target=lambda: (worker.feed(x[:, None]), worker.finish()))
             feeder.start()
@@ -216,11 +219,13 @@ def test_user_errors_are_one_line(model, tmp_path, capsys):
     sf.write(short, machine(1.0, 0), RATE)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
-    for args, msg in ((["anomaly", "score", str(tmp_path / "missing.wav"), "--model", str(model)], "no such file"),
-                      (["anomaly", "score", str(short), "--model", str(model)], "shorter than the model's 2.00 s window"),
-                      (["anomaly", "score", str(short), "--model", str(bad)], "not a loadable ONNX model"),
-                      (["monitor", str(short), "--model", str(model), "-k", "5", "-n", "3"], "k <= n"),
-                      (["monitor", str(short), "--model", str(model), "--webhook", "ftp://x"], "http")):
+    for args, msg in (
+        (["anomaly", "score", str(tmp_path / "missing.wav"), "--model", str(model)], "no such file"),
+        (["anomaly", "score", str(short), "--model", str(model)], "shorter than the model's 2.00 s window"),
+        (["anomaly", "score", str(short), "--model", str(bad)], "not a loadable ONNX model"),
+        (["monitor", str(short), "--model", str(model), "-k", "5", "-n", "3"], "k <= n"),
+        (["monitor", str(short), "--model", str(model), "--webhook", "ftp://x"], "http"),
+    ):
         assert main(args) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("streamae: error:") and msg in err and "\n" not in err

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 
 from streamae.anomaly.scorer import AnomalyModel  # noqa: E402
 from streamae.cli import main  # noqa: E402
+
 from support.models import TINY_ANOMALY, make_machine_data, make_tiny_anomaly  # noqa: E402
 
 
@@ -95,8 +96,26 @@ def test_score_combines_a_worst_band_and_a_worst_frames_view(model, data):
 def test_training_resumes_from_its_checkpoint(model, data, capsys):
     path = data / "resumed.onnx"
     run = data / "run2"
-    args = ["anomaly", "train", "--normal", str(data / "train"), "--val-normal", str(data / "val"), "-o", str(path),
-            "--run-dir", str(run), "--batch", "8", "--hidden", "16", "--code", "4", "--threads", "2"]
+    args = [
+        "anomaly",
+        "train",
+        "--normal",
+        str(data / "train"),
+        "--val-normal",
+        str(data / "val"),
+        "-o",
+        str(path),
+        "--run-dir",
+        str(run),
+        "--batch",
+        "8",
+        "--hidden",
+        "16",
+        "--code",
+        "4",
+        "--threads",
+        "2",
+    ]
     assert main(args + ["--steps", "20"]) == 0
     saved = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
     assert main(args + ["--steps", "20"]) == 0  # resumed with nothing left to do: the weights must come back

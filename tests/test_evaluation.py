@@ -4,8 +4,9 @@ from __future__ import annotations
 import numpy as np
 import soundfile as sf
 
-from conftest import noise, speechlike
 from streamae.evaluation import SNRS_DB, format_interval, make_test_mix, paired_interval, si_sdr
+
+from conftest import noise, speechlike
 
 
 def _corpus(root):

@@ -61,13 +61,21 @@ COMMANDS = sorted((PACKAGE / "cli").rglob("*.py")) + [PACKAGE / "__main__.py"]
 
 @pytest.mark.parametrize("path", LIBRARY + COMMANDS, ids=lambda p: module_name(p))
 def test_nothing_outside_train_loads_torch_or_the_trainers(path):
-    leaks = [f"line {line}: {name}" for line, name in imported(path, at_load_only=True) if within(name, TRAINING_ONLY)]
+    leaks = [
+        f"line {line}: {name}"
+        for line, name in imported(path, at_load_only=True)
+        if within(name, TRAINING_ONLY)
+    ]
     assert not leaks, f"{module_name(path)} imports training code when it loads: {leaks}"
 
 
 @pytest.mark.parametrize("path", LIBRARY, ids=lambda p: module_name(p))
 def test_no_library_module_imports_the_command_layer(path):
-    uses = [f"line {line}: {name}" for line, name in imported(path, at_load_only=False) if within(name, ("streamae.cli",))]
+    uses = [
+        f"line {line}: {name}"
+        for line, name in imported(path, at_load_only=False)
+        if within(name, ("streamae.cli",))
+    ]
     assert not uses, f"{module_name(path)} imports the command layer: {uses}"
 
 

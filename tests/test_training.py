@@ -11,8 +11,9 @@ torch = pytest.importorskip("torch")  # the whole module trains or exports: the 
 import numpy as np  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
-from conftest import noise, speechlike  # noqa: E402
 from streamae import Denoiser  # noqa: E402
+
+from conftest import noise, speechlike  # noqa: E402
 from support.models import TINY_DENOISER, train_tiny  # noqa: E402
 
 
@@ -28,7 +29,9 @@ def test_the_fixture_model_is_what_its_recipe_makes(trained_tiny_model):
     """tests/fixtures/tiny.onnx, which the runtime tests run without torch, is this recipe's model
     (`cd tests && python -m support.models` remakes it when the exporter changes)."""
     fixture, fresh = Denoiser(TINY_DENOISER), Denoiser(trained_tiny_model)
-    assert fixture.info["config"] == fresh.info["config"] and fixture.info["training"] == fresh.info["training"]
+    assert (
+        fixture.info["config"] == fresh.info["config"] and fixture.info["training"] == fresh.info["training"]
+    )
     assert [(i.name, i.shape) for i in fixture.session.get_inputs()] == \
         [(i.name, i.shape) for i in fresh.session.get_inputs()]
     assert [o.name for o in fixture.session.get_outputs()] == [o.name for o in fresh.session.get_outputs()]
@@ -40,8 +43,13 @@ def _tiny(front_end: str, request):
     """The tiny exported model with the learned filterbank (trained), the spectral front end, the
     learned front end with a recurrent mask network, or the spectral one with a GRU and a deep filter
     (or the phase input alone)."""
-    fixtures = {"learned": "trained_tiny_model", "spectral": "tiny_spectral_model", "recurrent": "tiny_recurrent_model",
-                "deep-filter": "tiny_deep_filter_model", "phase-input": "tiny_phase_input_model"}
+    fixtures = {
+        "learned": "trained_tiny_model",
+        "spectral": "tiny_spectral_model",
+        "recurrent": "tiny_recurrent_model",
+        "deep-filter": "tiny_deep_filter_model",
+        "phase-input": "tiny_phase_input_model",
+    }
     return request.getfixturevalue(fixtures[front_end])
 
 
@@ -68,15 +76,23 @@ def test_exported_graphs_equal_the_torch_model(front_end, request):
     np.testing.assert_allclose(np.concatenate(chunks)[stream.latency_samples:], y, atol=1e-5)
 
 
-@pytest.mark.parametrize("front_end, history, mask_states", [("learned", 160 - 80, 3), ("spectral", 3 * 80 - 80, 3),
-                                                              ("recurrent", 160 - 80, 1),
-                                                              ("deep-filter", 3 * 80 - 80, 2),
-                                                              ("phase-input", 3 * 80 - 80, 2)])
+@pytest.mark.parametrize(
+    "front_end, history, mask_states",
+    [
+        ("learned", 160 - 80, 3),
+        ("spectral", 3 * 80 - 80, 3),
+        ("recurrent", 160 - 80, 1),
+        ("deep-filter", 3 * 80 - 80, 2),
+        ("phase-input", 3 * 80 - 80, 2),
+    ],
+)
 def test_step_graph_has_explicit_states(front_end, history, mask_states, request):
     """The analysis window, not the 160-sample synthesis frame, sets the input history, rounded
     up to whole hops (the step graph frames its input by reshaping it into hops)."""
     trained_tiny_model = _tiny(front_end, request)
-    step = ort.InferenceSession(str(trained_tiny_model.with_name("tiny.step.onnx")), providers=["CPUExecutionProvider"])
+    step = ort.InferenceSession(
+        str(trained_tiny_model.with_name("tiny.step.onnx")), providers=["CPUExecutionProvider"]
+    )
     inputs = [i.name for i in step.get_inputs()]
     outputs = [o.name for o in step.get_outputs()]
     # encoder, then 3 blocks, or the GRU [and the low band's past frames], then decoder
@@ -98,7 +114,6 @@ def test_training_resumes_from_its_checkpoint(trained_tiny_model, capsys):
 def test_resuming_and_init_restore_the_weights(trained_tiny_model, tmp_path):
     import shutil
 
-
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
 
@@ -108,7 +123,10 @@ def test_resuming_and_init_restore_the_weights(trained_tiny_model, tmp_path):
     assert train_tiny(root, run, "--steps", str(saved["step"])) == 0  # resumed with nothing left to do
     resumed = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
     assert all(torch.equal(saved["model"][k], resumed[k]) for k in saved["model"])
-    assert train_tiny(root, tmp_path / "ft", "--init", str(run / "checkpoint.pt"), "--steps", "1", "--lr", "0") == 0
+    assert (
+        train_tiny(root, tmp_path / "ft", "--init", str(run / "checkpoint.pt"), "--steps", "1", "--lr", "0")
+        == 0
+    )
     started = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)["model"]
     names = [n for n, _ in DenoiserNet(DenoiserConfig.from_dict(saved["config"])).named_parameters()]
     assert all(torch.equal(saved["model"][n], started[n]) for n in names)  # learning rate 0: only the load
@@ -209,8 +227,8 @@ def _widened(model_path, hidden: int):
     """-> (the saved GRU model, the same grown to `hidden` units, a test input)."""
 
     from streamae.train.config import DenoiserConfig
-    from streamae.train.model import DenoiserNet
     from streamae.train.grow import grow
+    from streamae.train.model import DenoiserNet
 
     saved = torch.load(model_path.with_suffix(".pt"), weights_only=False)
     narrow = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
@@ -238,14 +256,16 @@ def test_widening_the_gru_keeps_the_output_and_lets_the_new_units_learn(tiny_rec
 def test_adding_a_deep_filter_or_phase_input_keeps_the_output_and_lets_it_learn(front_end, request):
 
     from streamae.train.config import DenoiserConfig
-    from streamae.train.model import DenoiserNet
     from streamae.train.grow import grow
+    from streamae.train.model import DenoiserNet
 
     saved = torch.load(_tiny(front_end, request).with_suffix(".pt"), weights_only=False)
     config = DenoiserConfig.from_dict(saved["config"])
     plain_config = DenoiserConfig.from_dict({**saved["config"], "deep_filter": 0, "phase_input": False})
     plain = DenoiserNet(plain_config).eval()  # the same weights without the deep filter
-    plain.load_state_dict({k: v for k, v in saved["model"].items() if not k.startswith(("taps.", "phase_features."))})
+    plain.load_state_dict(
+        {k: v for k, v in saved["model"].items() if not k.startswith(("taps.", "phase_features."))}
+    )
     grown = DenoiserNet(config).eval()
     grown.load_state_dict(grow(plain.state_dict(), plain_config, config))
     audio = torch.from_numpy(np.stack([speechlike(1.0, seed=3) + noise(1.0, seed=4)]))
@@ -269,12 +289,22 @@ def test_adding_a_deep_filter_or_phase_input_keeps_the_output_and_lets_it_learn(
     (("--hidden", "16"), False),  # narrower: would drop what the units learned
     (("--hidden", "40", "--bottleneck", "20"), False),  # only the GRU width may grow
 ])
-def test_init_can_widen_a_gru_model_and_nothing_else(trained_tiny_model, tiny_recurrent_model, tmp_path, capsys, options, accepted):
+def test_init_can_widen_a_gru_model_and_nothing_else(
+    trained_tiny_model, tiny_recurrent_model, tmp_path, capsys, options, accepted
+):
 
     root = trained_tiny_model.parent  # its synthetic speech and noise
     shape = ("--code", "32", "--bottleneck", "16", "--recurrent", "2")
-    code = train_tiny(root, tmp_path / "run", "--init", str(tiny_recurrent_model.with_suffix(".pt")), *shape, *options,
-                      "--steps", "1")
+    code = train_tiny(
+        root,
+        tmp_path / "run",
+        "--init",
+        str(tiny_recurrent_model.with_suffix(".pt")),
+        *shape,
+        *options,
+        "--steps",
+        "1",
+    )
     captured = capsys.readouterr()
     if accepted:
         assert code == 0 and "widened the GRU layers from 24 to 40" in captured.out
@@ -291,7 +321,9 @@ def test_init_can_widen_a_gru_model_and_nothing_else(trained_tiny_model, tiny_re
     (("--phase-input",), "need the spectral front end"),
     (("--analysis-window", "200", "--deep-filter", "1"), "needs at least 2 taps"),
 ])
-def test_init_can_add_a_deep_filter_or_phase_input_to_a_spectral_model(trained_tiny_model, tmp_path, capsys, options, refusal):
+def test_init_can_add_a_deep_filter_or_phase_input_to_a_spectral_model(
+    trained_tiny_model, tmp_path, capsys, options, refusal
+):
 
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
@@ -300,19 +332,25 @@ def test_init_can_add_a_deep_filter_or_phase_input_to_a_spectral_model(trained_t
     init = tmp_path / "init.pt"
     config = DenoiserConfig(analysis_window=200, bottleneck=16, hidden=16, recurrent=1)
     torch.save({"config": config.to_dict(), "model": DenoiserNet(config).state_dict()}, init)
-    code = train_tiny(trained_tiny_model.parent, tmp_path / "run", "--init", str(init), *shape, *options, "--steps", "1")
+    code = train_tiny(
+        trained_tiny_model.parent, tmp_path / "run", "--init", str(init), *shape, *options, "--steps", "1"
+    )
     captured = capsys.readouterr()
     if refusal is None:
         added = "added a deep filter of 3 taps" if "--deep-filter" in options else "added the phase input"
         assert code == 0 and added in captured.out
         saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["config"]
-        assert (saved["deep_filter"], saved["phase_input"]) == ((3, False) if "--deep-filter" in options else (0, True))
+        assert (saved["deep_filter"], saved["phase_input"]) == (
+            (3, False) if "--deep-filter" in options else (0, True)
+        )
     else:
         assert code == 1 and refusal in captured.err
         assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
-def test_a_non_finite_loss_is_skipped_and_its_batch_kept_for_diagnosis(trained_tiny_model, tmp_path, monkeypatch, capsys):
+def test_a_non_finite_loss_is_skipped_and_its_batch_kept_for_diagnosis(
+    trained_tiny_model, tmp_path, monkeypatch, capsys
+):
 
     from streamae.train import train_denoiser
 
@@ -326,8 +364,23 @@ def test_a_non_finite_loss_is_skipped_and_its_batch_kept_for_diagnosis(trained_t
 
     monkeypatch.setattr(train_denoiser, "multi_resolution_stft", flaky)
     run = tmp_path / "run"
-    assert train_tiny(trained_tiny_model.parent, run, "--steps", "2", "--code", "32", "--bottleneck", "16", "--hidden", "16",
-                      "--dilations", "1") == 0
+    assert (
+        train_tiny(
+            trained_tiny_model.parent,
+            run,
+            "--steps",
+            "2",
+            "--code",
+            "32",
+            "--bottleneck",
+            "16",
+            "--hidden",
+            "16",
+            "--dilations",
+            "1",
+        )
+        == 0
+    )
     assert '"skipped_batches": 1' in capsys.readouterr().out
     kept = torch.load(run / "nonfinite-1.pt", weights_only=False)
     assert kept["noisy"].shape == kept["clean"].shape and torch.isfinite(kept["noisy"]).all()
@@ -360,7 +413,10 @@ def test_over_suppression_charges_only_for_speech_the_estimate_lost():
     noisy = target + torch.from_numpy(noise(1.0))[None]
     assert over_suppression(target, target, noisy).item() == pytest.approx(0.0, abs=1e-9)
     # residual noise costs far less than speech 6 dB down
-    assert over_suppression(noisy, target, noisy).item() < 0.25 * over_suppression(0.5 * target, target, noisy).item()
+    assert (
+        over_suppression(noisy, target, noisy).item()
+        < 0.25 * over_suppression(0.5 * target, target, noisy).item()
+    )
     lost_half = target.clone()
     lost_half[:, 8000:] = 0.0
     assert over_suppression(lost_half, target, noisy) > over_suppression(0.5 * target, target, noisy) > 0
@@ -395,8 +451,12 @@ def test_the_intelligibility_term_sees_above_4_khz_only_with_more_bands():
 
     rate, seconds = 16000, 3.0
     t = np.arange(int(rate * seconds)) / rate
-    hiss = np.fft.irfft(np.fft.rfft(noise(seconds, level=0.05)) * (np.fft.rfftfreq(len(t), 1 / rate) > 5000), len(t))
-    target = torch.from_numpy((speechlike(seconds) + hiss * (np.sin(2 * np.pi * 2.0 * t) > 0.5)).astype(np.float32))[None]
+    hiss = np.fft.irfft(
+        np.fft.rfft(noise(seconds, level=0.05)) * (np.fft.rfftfreq(len(t), 1 / rate) > 5000), len(t)
+    )
+    target = torch.from_numpy(
+        (speechlike(seconds) + hiss * (np.sin(2 * np.pi * 2.0 * t) > 0.5)).astype(np.float32)
+    )[None]
     spectrum = np.fft.rfft(target[0].numpy())
     spectrum[np.fft.rfftfreq(len(t), 1 / rate) > 4500] = 0
     without_hiss = torch.from_numpy(np.fft.irfft(spectrum, len(t)).astype(np.float32))[None]
@@ -409,7 +469,16 @@ def test_the_intelligibility_term_sees_above_4_khz_only_with_more_bands():
 def test_bad_training_options_fail_before_any_training(tmp_path, capsys):
     from streamae.cli import main
 
-    base = ["train", "denoiser", "--speech", str(tmp_path), "--noise", str(tmp_path), "--run-dir", str(tmp_path / "r")]
+    base = [
+        "train",
+        "denoiser",
+        "--speech",
+        str(tmp_path),
+        "--noise",
+        str(tmp_path),
+        "--run-dir",
+        str(tmp_path / "r"),
+    ]
     anomaly = ["anomaly", "train", "--normal", str(tmp_path), "-o", str(tmp_path / "m.onnx")]
     for args, reason in ((base + ["--minutes", "0"], "no training budget"),
                          (base + ["--export", str(tmp_path / "mine")], "ends in .onnx"),
@@ -457,10 +526,26 @@ def test_the_module_entry_reports_errors_in_one_line(tmp_path):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "streamae.train.train_denoiser", "--speech", str(tmp_path),
-                        "--noise", str(tmp_path), "--minutes", "0"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamae.train.train_denoiser",
+            "--speech",
+            str(tmp_path),
+            "--noise",
+            str(tmp_path),
+            "--minutes",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines() == ["streamae: error: no training budget: give --minutes or --steps above 0"]
+    assert r.stderr.strip().splitlines() == [
+        "streamae: error: no training budget: give --minutes or --steps above 0"
+    ]
 
 
 def test_dropping_the_deep_filter_leaves_the_model_with_silent_taps(tiny_deep_filter_model):

@@ -26,7 +26,6 @@ import argparse
 import json
 import platform
 import resource
-import sys
 import time
 from datetime import date
 from pathlib import Path
@@ -113,10 +112,12 @@ def fault(kind: str, flight: np.ndarray, start: int, rng: np.random.Generator) -
     return y / (rms(y) + 1e-20)
 
 
-def injected(flights: list[np.ndarray], seed: int = 7) -> tuple[np.ndarray, dict[tuple[str, int], np.ndarray]]:
+def injected(
+    flights: list[np.ndarray], seed: int = 7
+) -> tuple[np.ndarray, dict[tuple[str, int], np.ndarray]]:
     """(clean windows, {(kind, level): the same windows with that fault added})."""
     rng = np.random.default_rng(seed)
-    clean, faulty = [], {(k, l): [] for k in KINDS for l in LEVELS_DB}
+    clean, faulty = [], {(k, level): [] for k in KINDS for level in LEVELS_DB}
     for flight in flights:
         wins, starts = windows_of(flight)
         for w, s in zip(wins, starts):
@@ -185,8 +186,10 @@ def train_baseline(train_wins: np.ndarray, steps: int, seed: int = 0):
         loss.backward()
         opt.step()
     net.eval()
-    print(f"baseline: {steps} steps on {len(vecs)} vectors in {time.time() - t0:.0f} s, loss {loss.item():.3f}",
-          flush=True)
+    print(
+        f"baseline: {steps} steps on {len(vecs)} vectors in {time.time() - t0:.0f} s, loss {loss.item():.3f}",
+        flush=True,
+    )
 
     @torch.no_grad()
     def score(wins: np.ndarray) -> np.ndarray:
@@ -227,9 +230,29 @@ def fmt(m: dict) -> str:
     return f"{m['auc']:.3f} / {m['pauc']:.3f} / {m['tpr_at_1pct_fpr']:.3f}"
 
 
-def train_model(normal: list[Path], val: list[Path], out: Path, steps: int, extra: list[str] = ()) -> AnomalyModel:
-    args = ["anomaly", "train", "--normal", *map(str, normal), "-o", str(out), "--steps", str(steps), "--minutes", "0",
-            "--run-dir", str(out.with_suffix("")) + "-run", "--fresh", "--threads", "1", "--log-seconds", "30", *extra]
+def train_model(
+    normal: list[Path], val: list[Path], out: Path, steps: int, extra: list[str] = ()
+) -> AnomalyModel:
+    args = [
+        "anomaly",
+        "train",
+        "--normal",
+        *map(str, normal),
+        "-o",
+        str(out),
+        "--steps",
+        str(steps),
+        "--minutes",
+        "0",
+        "--run-dir",
+        str(out.with_suffix("")) + "-run",
+        "--fresh",
+        "--threads",
+        "1",
+        "--log-seconds",
+        "30",
+        *extra,
+    ]
     if val:
         args += ["--val-normal", *map(str, val)]
     assert cli(args) == 0
@@ -271,13 +294,16 @@ def uav(data: Path, work: Path, steps: int, base_steps: int) -> dict:
         s_clean = det(clean)
         s_fault = {k: det(v) for k, v in faulty.items()}
         views = {"overall": np.concatenate(list(s_fault.values()))}
-        views |= {kind: np.concatenate([s_fault[(kind, l)] for l in LEVELS_DB]) for kind in KINDS}
-        views |= {f"{l} dB": np.concatenate([s_fault[(k, l)] for k in KINDS]) for l in LEVELS_DB}
-        views |= {f"{k} {l} dB": s_fault[(k, l)] for k in KINDS for l in LEVELS_DB}
+        views |= {kind: np.concatenate([s_fault[(kind, level)] for level in LEVELS_DB]) for kind in KINDS}
+        views |= {f"{level} dB": np.concatenate([s_fault[(k, level)] for k in KINDS]) for level in LEVELS_DB}
+        views |= {f"{k} {level} dB": s_fault[(k, level)] for k in KINDS for level in LEVELS_DB}
         res["injected"][name] = {v: metrics.summary(s_clean, s) for v, s in views.items()}
         paired[name] = (s_clean, s_fault)
-        print(f"{name}: real {fmt(res['real'][name])} | injected overall {fmt(res['injected'][name]['overall'])}",
-              flush=True)
+        print(
+            f"{name}: real {fmt(res['real'][name])} | injected overall "
+            f"{fmt(res['injected'][name]['overall'])}",
+            flush=True,
+        )
     res["injected_difference"] = paired_bootstrap(paired["ours"], paired["dcase_baseline"])
     res["monitor"] = monitor_numbers(model, val_normal, val_anom)
     return res
@@ -296,8 +322,8 @@ def paired_bootstrap(ours: tuple, base: tuple, rounds: int = 400, seed: int = 0)
     """Per view, 95 % intervals of ours - baseline, resampling the held-out windows (each with
     all its faulted copies), so both detectors see the same resampled set."""
     (o_clean, o_fault), (b_clean, b_fault) = ours, base
-    views = {"overall": list(o_fault)} | {k: [(k, l) for l in LEVELS_DB] for k in KINDS}
-    views |= {f"{l} dB": [(k, l) for k in KINDS] for l in LEVELS_DB}
+    views = {"overall": list(o_fault)} | {k: [(k, level) for level in LEVELS_DB] for k in KINDS}
+    views |= {f"{level} dB": [(k, level) for k in KINDS] for level in LEVELS_DB}
 
     def draw_for(keys):
         def draw(rng):
@@ -327,7 +353,10 @@ def monitor_numbers(model: AnomalyModel, val_normal: list[Path], val_anom: list[
     delays, false_alerts, missed = [], 0, 0
     for i, a in enumerate(val_anom[:8]):
         n, b = flights[i % len(flights)], load(a)
-        n_mid, b_mid = n[len(n) // 2 - 15 * RATE:len(n) // 2 + 15 * RATE], b[len(b) // 2 - 15 * RATE:len(b) // 2 + 15 * RATE]
+        n_mid, b_mid = (
+            n[len(n) // 2 - 15 * RATE : len(n) // 2 + 15 * RATE],
+            b[len(b) // 2 - 15 * RATE : len(b) // 2 + 15 * RATE],
+        )
         b_mid = b_mid * (rms(n_mid) / rms(b_mid))  # same level: the alert must not come from loudness
         x = np.concatenate([n_mid, b_mid]).astype(np.float32)
         m = Monitor(model, AlertPolicy(), [])
@@ -337,9 +366,16 @@ def monitor_numbers(model: AnomalyModel, val_normal: list[Path], val_anom: list[
         after = [s - 30.0 for s in starts if s >= 30.0]
         delays.append(after[0]) if after else None
         missed += not after
-    return {"cpu_s_per_audio_hour": round(cpu / hours, 1), "wall_s_per_audio_hour": round(wall / hours, 1),
-            "audio_hours": round(hours, 3), "normal_flight_alerts": sum(e["event"] == "anomaly_start" for e in mon.events),
-            "splices": min(8, len(val_anom)), "delay_s": delays, "missed": missed, "false_alerts_in_normal_part": false_alerts}
+    return {
+        "cpu_s_per_audio_hour": round(cpu / hours, 1),
+        "wall_s_per_audio_hour": round(wall / hours, 1),
+        "audio_hours": round(hours, 3),
+        "normal_flight_alerts": sum(e["event"] == "anomaly_start" for e in mon.events),
+        "splices": min(8, len(val_anom)),
+        "delay_s": delays,
+        "missed": missed,
+        "false_alerts_in_normal_part": false_alerts,
+    }
 
 
 def id00(data: Path, work: Path, steps: int, base_steps: int) -> dict:
@@ -378,63 +414,120 @@ def report(res: dict, command: str, seconds: float) -> str:
     c = u["counts"]
     card = u["card"]
     steps = res.get("steps", {})
-    lines += [f"UAV model: {card['training']['steps']} steps (batch {card['training']['batch']}, seed "
-              f"{card['training']['seed']}, {card['training']['minutes']} min here) on {card['training']['files']} normal "
-              f"flights ({card['training']['hours'] * 60:.0f} min of audio; {HELD_OUT_FLIGHTS} more held out for the "
-              f"injected faults), threshold {card['threshold']:.3f} = {card['calibration']['method']} of val/normal. "
-              f"Code sparsity: {100 * card['sparsity']['zero_fraction']:.0f} % of code values exactly zero "
-              f"(L1 weight {card['training']['sparsity_weight']}). DCASE baseline: {steps.get('baseline_steps', '?')} steps "
-              "(batch 512, seed 0). Both have fixed step budgets and seeds on 1 thread, so a rerun gives these numbers "
-              "however busy the machine is. Window score: the larger of two views of the squared reconstruction error, "
-              "each in units of its spread on normal training windows: the worst mel band's mean over the window "
-              f"(tones, click resonances) and the mean over bands of the worst {100 * TOP_FRAMES_FRACTION:.0f} % of frames "
-              "(brief broadband rattle).", "",
-              f"### Real broken propellers ({c['val_anomalous']} windows of val/anomalous vs {c['val_normal']} of val/normal)", "",
-              "| detector | AUC / pAUC / TPR@1%FPR |", "|---|---|"]
-    names = {"ours": "sparse conv AE (ours)", "dcase_baseline": "DCASE 2020 dense AE baseline",
-             "fine_spectrum": "fine-spectrum nearest neighbours (reference)", "loudness": "loudness only (after scaling)",
-             "raw_loudness_before_scaling": "loudness before scaling (what level normalisation removes)"}
+    lines += [
+        f"UAV model: {card['training']['steps']} steps (batch {card['training']['batch']}, seed "
+        f"{card['training']['seed']}, {card['training']['minutes']} min here) on "
+        f"{card['training']['files']} normal "
+        f"flights ({card['training']['hours'] * 60:.0f} min of audio; {HELD_OUT_FLIGHTS} more held out for "
+        "the "
+        f"injected faults), threshold {card['threshold']:.3f} = {card['calibration']['method']} of "
+        "val/normal. "
+        f"Code sparsity: {100 * card['sparsity']['zero_fraction']:.0f} % of code values exactly zero "
+        f"(L1 weight {card['training']['sparsity_weight']}). DCASE baseline: "
+        f"{steps.get('baseline_steps', '?')} steps "
+        "(batch 512, seed 0). Both have fixed step budgets and seeds on 1 thread, so a rerun gives these "
+        "numbers "
+        "however busy the machine is. Window score: the larger of two views of the squared reconstruction "
+        "error, "
+        "each in units of its spread on normal training windows: the worst mel band's mean over the window "
+        f"(tones, click resonances) and the mean over bands of the worst {100 * TOP_FRAMES_FRACTION:.0f} % "
+        "of frames "
+        "(brief broadband rattle).",
+        "",
+        f"### Real broken propellers ({c['val_anomalous']} windows of val/anomalous vs {c['val_normal']} of "
+        "val/normal)",
+        "",
+        "| detector | AUC / pAUC / TPR@1%FPR |",
+        "|---|---|",
+    ]
+    names = {
+        "ours": "sparse conv AE (ours)",
+        "dcase_baseline": "DCASE 2020 dense AE baseline",
+        "fine_spectrum": "fine-spectrum nearest neighbours (reference)",
+        "loudness": "loudness only (after scaling)",
+        "raw_loudness_before_scaling": "loudness before scaling (what level normalisation removes)",
+    }
     for k in ("ours", "dcase_baseline", "fine_spectrum", "loudness", "raw_loudness_before_scaling"):
         lines.append(f"| {names[k]} | {fmt(u['real'][k])} |")
-    views = ["overall", *KINDS, *[f"{l} dB" for l in LEVELS_DB]]
-    lines += ["", f"### Injected faults ({c['injected_clean']} held-out normal windows, each clean and with each "
-              "fault kind at each level)", "", "| view | ours | DCASE baseline | fine-spectrum NN | loudness |",
-              "|---|---|---|---|---|"]
+    views = ["overall", *KINDS, *[f"{level} dB" for level in LEVELS_DB]]
+    lines += [
+        "",
+        f"### Injected faults ({c['injected_clean']} held-out normal windows, each clean and with each "
+        "fault kind at each level)",
+        "",
+        "| view | ours | DCASE baseline | fine-spectrum NN | loudness |",
+        "|---|---|---|---|---|",
+    ]
     for v in views:
-        lines.append(f"| {v} | " + " | ".join(fmt(u["injected"][d][v]) for d in ("ours", "dcase_baseline", "fine_spectrum",
-                                                                                 "loudness")) + " |")
-    lines += ["", "Target (issue 5): ahead of the DCASE baseline on every view above, on AUC, pAUC and TPR@1%FPR. "
-              + _target_check(u["injected"], u.get("injected_difference"), views) + f" Real broken propellers, level removed: AUC "
-              f"{u['real']['ours']['auc']:.3f} (target >= 0.95)."]
-    lines += ["", "Per kind and level, AUC ours (baseline):", "", "| kind | " + " | ".join(f"{l} dB" for l in LEVELS_DB) + " |",
-              "|---|" + "---|" * len(LEVELS_DB)]
+        lines.append(
+            f"| {v} | "
+            + " | ".join(
+                fmt(u["injected"][d][v]) for d in ("ours", "dcase_baseline", "fine_spectrum", "loudness")
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        "Target (issue 5): ahead of the DCASE baseline on every view above, on AUC, pAUC and TPR@1%FPR. "
+        + _target_check(u["injected"], u.get("injected_difference"), views)
+        + f" Real broken propellers, level removed: AUC "
+        f"{u['real']['ours']['auc']:.3f} (target >= 0.95).",
+    ]
+    lines += [
+        "",
+        "Per kind and level, AUC ours (baseline):",
+        "",
+        "| kind | " + " | ".join(f"{level} dB" for level in LEVELS_DB) + " |",
+        "|---|" + "---|" * len(LEVELS_DB),
+    ]
     for k in KINDS:
-        cells = [f"{u['injected']['ours'][f'{k} {l} dB']['auc']:.3f} ({u['injected']['dcase_baseline'][f'{k} {l} dB']['auc']:.3f})"
-                 for l in LEVELS_DB]
+        cells = [
+            f"{u['injected']['ours'][f'{k} {level} dB']['auc']:.3f} "
+            f"({u['injected']['dcase_baseline'][f'{k} {level} dB']['auc']:.3f})"
+            for level in LEVELS_DB
+        ]
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     d = res["id00"]
     m = u["monitor"]
     delays = m["delay_s"]
-    lines += ["", "### dcase2020-id00 (MIMII, second machine type)", "",
-              "The benchmark trains its own id00 model with `streamae anomaly train` defaults (not the shipped demo model, "
-              "models/anomaly-mimii-id00.onnx, which has its own card), on 65 normal clips, 10 held out. "
-              "Windows of the 10 held-out normal clips vs the one anomalous clip: "
-              f"ours {fmt(d['ours'])}, DCASE baseline {fmt(d['dcase_baseline'])}"
-              + (" (95 % intervals of the difference: " + ", ".join(f"{METRICS[m]} {lo:+.3f}..{hi:+.3f}" for m, (lo, hi)
-                                                                  in d["difference"].items()) + ")" if "difference" in d else "")
-              + f". Per file (alert level, what `streamae anomaly score` reports): the anomalous "
-              f"clip scores {max(v for k, v in d['file_scores'].items() if not k.startswith('normal')):.3f}, held-out normal clips "
-              f"{min(v for k, v in d['file_scores'].items() if k.startswith('normal')):.3f}-"
-              f"{max(v for k, v in d['file_scores'].items() if k.startswith('normal')):.3f} (threshold {d['threshold']:.3f}). "
-              "One anomalous clip is a sanity check, not a measurement.", "",
-              "### Monitoring", "",
-              f"- Cost: {m['cpu_s_per_audio_hour']} CPU s per hour of audio (wall {m['wall_s_per_audio_hour']} s; 0.1 s blocks, "
-              f"2 s windows every 0.5 s, onnxruntime 1 thread), measured over {m['audio_hours'] * 60:.1f} min of val/normal; "
-              f"alerts raised on those normal flights: {m['normal_flight_alerts']}.",
-              f"- Alert delay: {m['splices']} splices of 30 s normal flight + 30 s broken-propeller flight (scaled to the "
-              f"same RMS), default policy (3 of 4 windows, cooldown 30 s): delay from the splice to anomaly_start "
-              + (f"median {np.median(delays):.1f} s, max {max(delays):.1f} s" if delays else "n/a")
-              + f"; missed {m['missed']}; false alerts in the normal part {m['false_alerts_in_normal_part']}.", ""]
+    lines += [
+        "",
+        "### dcase2020-id00 (MIMII, second machine type)",
+        "",
+        "The benchmark trains its own id00 model with `streamae anomaly train` defaults (not the shipped "
+        "demo model, "
+        "models/anomaly-mimii-id00.onnx, which has its own card), on 65 normal clips, 10 held out. "
+        "Windows of the 10 held-out normal clips vs the one anomalous clip: "
+        f"ours {fmt(d['ours'])}, DCASE baseline {fmt(d['dcase_baseline'])}"
+        + (
+            " (95 % intervals of the difference: "
+            + ", ".join(f"{METRICS[m]} {lo:+.3f}..{hi:+.3f}" for m, (lo, hi) in d["difference"].items())
+            + ")"
+            if "difference" in d
+            else ""
+        )
+        + f". Per file (alert level, what `streamae anomaly score` reports): the anomalous "
+        f"clip scores {max(v for k, v in d['file_scores'].items() if not k.startswith('normal')):.3f}, "
+        "held-out normal clips "
+        f"{min(v for k, v in d['file_scores'].items() if k.startswith('normal')):.3f}-"
+        f"{max(v for k, v in d['file_scores'].items() if k.startswith('normal')):.3f} (threshold "
+        f"{d['threshold']:.3f}). "
+        "One anomalous clip is a sanity check, not a measurement.",
+        "",
+        "### Monitoring",
+        "",
+        f"- Cost: {m['cpu_s_per_audio_hour']} CPU s per hour of audio (wall {m['wall_s_per_audio_hour']} s; "
+        "0.1 s blocks, "
+        f"2 s windows every 0.5 s, onnxruntime 1 thread), measured over {m['audio_hours'] * 60:.1f} min of "
+        "val/normal; "
+        f"alerts raised on those normal flights: {m['normal_flight_alerts']}.",
+        f"- Alert delay: {m['splices']} splices of 30 s normal flight + 30 s broken-propeller flight "
+        "(scaled to the "
+        f"same RMS), default policy (3 of 4 windows, cooldown 30 s): delay from the splice to anomaly_start "
+        + (f"median {np.median(delays):.1f} s, max {max(delays):.1f} s" if delays else "n/a")
+        + f"; missed {m['missed']}; false alerts in the normal part {m['false_alerts_in_normal_part']}.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -454,8 +547,11 @@ def _target_check(injected: dict, difference: dict | None, views: list[str]) -> 
                               f"{lo:+.3f}..{hi:+.3f}: {verdict})")
     head = f"Ahead on {3 * len(views) - len(misses)} of {3 * len(views)} numbers"
     if difference:
-        head += (f"; significantly ahead (paired bootstrap over held-out windows, 95 % interval above zero) on {wins}, "
-                 f"a tie on {ties}, significantly behind on {3 * len(views) - wins - ties}")
+        head += (
+            "; significantly ahead (paired bootstrap over held-out windows, 95 % interval above zero) on "
+            f"{wins}, "
+            f"a tie on {ties}, significantly behind on {3 * len(views) - wins - ties}"
+        )
     return head + (". " + "Not ahead: " + "; ".join(misses) + "." if misses else ".")
 
 
@@ -487,7 +583,9 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=REPO.parent / "shared/data/machine")
     p.add_argument("--work", type=Path, default=REPO / "runs/bench-anomaly")
     p.add_argument("--steps", type=int, default=4000, help="training steps of our UAV model")
-    p.add_argument("--baseline-steps", type=int, default=8000, help="training steps (batch 512) of the UAV baseline")
+    p.add_argument(
+        "--baseline-steps", type=int, default=8000, help="training steps (batch 512) of the UAV baseline"
+    )
     p.add_argument("--id00-steps", type=int, default=1200, help="training steps of our id00 model")
     p.add_argument("--id00-baseline-steps", type=int, default=4000)
     p.add_argument("--out", type=Path, default=REPO / "docs/BENCHMARKS.md")
@@ -503,8 +601,12 @@ def main() -> None:
     res = {"uav": uav(args.data, args.work, args.steps, args.baseline_steps),
            "id00": id00(args.data, args.work, args.id00_steps, args.id00_baseline_steps)}
     res["command"] = "nice -n 10 python scripts/bench/bench_anomaly.py " + " ".join(
-        f"--{k.replace('_', '-')} {getattr(args, k)}" for k in ("steps", "baseline_steps", "id00_steps", "id00_baseline_steps"))
-    res["steps"] = {k: getattr(args, k) for k in ("steps", "baseline_steps", "id00_steps", "id00_baseline_steps")}
+        f"--{k.replace('_', '-')} {getattr(args, k)}"
+        for k in ("steps", "baseline_steps", "id00_steps", "id00_baseline_steps")
+    )
+    res["steps"] = {
+        k: getattr(args, k) for k in ("steps", "baseline_steps", "id00_steps", "id00_baseline_steps")
+    }
     res["seconds"] = time.time() - t0
     (args.work / "results.json").write_text(json.dumps(res, indent=1, default=float))
     section = report(res, res["command"], res["seconds"])

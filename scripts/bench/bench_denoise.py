@@ -34,11 +34,11 @@ import numpy as np
 import onnxruntime as ort
 
 from streamae import Denoiser
-from streamae.denoiser import DEFAULT_MODEL
-from streamae.runtime import models_dir
-from streamae.audio import resample
 from streamae.audio import SAMPLE_RATE as RATE
+from streamae.audio import resample
+from streamae.denoiser import DEFAULT_MODEL
 from streamae.evaluation import Mixture, load_pairs, make_test_mix, quality_scores
+from streamae.runtime import models_dir
 
 MAX_LAG_MS = 100
 
@@ -143,12 +143,23 @@ def evaluate(system, mixes: list[Mixture]) -> dict:
         aligned, lag = aligned_output(system, m)
         rows.append((m.snr_db, quality_scores(aligned, m.clean)))
         lags.append(lag)
-    return {"mean": _mean([r for _, r in rows]),
-            "by_snr": {str(int(s)): _mean([r for snr, r in rows if snr == s])
-                       for s in sorted({s for s, _ in rows if not np.isnan(s)})},
-            "lag_ms": 1000 * float(np.median(lags)) / RATE,
-            "files": [{"name": m.name, "noise": m.noise, "snr_db": None if np.isnan(snr) else snr, **r}  # where it fails
-                      for m, (snr, r) in zip(mixes, rows)]}
+    return {
+        "mean": _mean([r for _, r in rows]),
+        "by_snr": {
+            str(int(s)): _mean([r for snr, r in rows if snr == s])
+            for s in sorted({s for s, _ in rows if not np.isnan(s)})
+        },
+        "lag_ms": 1000 * float(np.median(lags)) / RATE,
+        "files": [
+            {
+                "name": m.name,
+                "noise": m.noise,
+                "snr_db": None if np.isnan(snr) else snr,
+                **r,
+            }  # where it fails
+            for m, (snr, r) in zip(mixes, rows)
+        ],
+    }
 
 
 def stream_costs(systems: list, mixes: list[Mixture], rounds: int, seconds: float) -> dict[str, list[float]]:
@@ -187,37 +198,64 @@ def _mean(rows: list[dict]) -> dict:
 # ---- report -------------------------------------------------------------------------------------
 def markdown(results: dict, command: str) -> str:
     dtln = results["systems"].get(DTLN.name, {}).get("dev", {}).get("cpu_s_per_audio_s")
-    lines = ["## Denoising", "",
-             f"Measured {results['date']} on {results['machine']}, one thread per system, with:", "",
-             f"    {command}", "",
-             f"Dev mix: {results['dev_mixtures']} mixtures ({results['dev_seconds']:.0f} s), speech/dev x noise/dev at "
-             "-5/0/5/10/15 dB SNR, levels -35..-15 dBFS, seeded; each system streamed in 10 ms chunks, scored at 16 kHz "
-             "after lag alignment. CPU: process time per second of audio while streaming (noisereduce runs offline, "
-             f"whole file), the median of {len(next(iter(results['systems'].values()))['dev']['cpu_rounds'])} rounds "
-             "in which every system in turn streams the same excerpt; `x DTLN` is the ratio to DTLN's cost in the "
-             "same run.", "",
-             "| system | PESQ-WB | STOI | SI-SDR dB | CPU s / audio s | x DTLN | lag ms |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Denoising",
+        "",
+        f"Measured {results['date']} on {results['machine']}, one thread per system, with:",
+        "",
+        f"    {command}",
+        "",
+        f"Dev mix: {results['dev_mixtures']} mixtures ({results['dev_seconds']:.0f} s), speech/dev x "
+        "noise/dev at "
+        "-5/0/5/10/15 dB SNR, levels -35..-15 dBFS, seeded; each system streamed in 10 ms chunks, scored "
+        "at 16 kHz "
+        "after lag alignment. CPU: process time per second of audio while streaming (noisereduce runs "
+        "offline, "
+        f"whole file), the median of {len(next(iter(results['systems'].values()))['dev']['cpu_rounds'])} "
+        "rounds "
+        "in which every system in turn streams the same excerpt; `x DTLN` is the ratio to DTLN's cost in the "
+        "same run.",
+        "",
+        "| system | PESQ-WB | STOI | SI-SDR dB | CPU s / audio s | x DTLN | lag ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, r in results["systems"].items():
         d = r["dev"]
         ratio = f"{d['cpu_s_per_audio_s'] / dtln:.2f}" if dtln and d["cpu_s_per_audio_s"] else "-"
-        lines.append(f"| {name} | {d['mean']['pesq_wb']:.2f} | {d['mean']['stoi']:.3f} | {d['mean']['si_sdr']:.1f} | "
-                     f"{d['cpu_s_per_audio_s']:.4f} | {ratio} | {d['lag_ms']:.1f} |")
-    lines += ["", "By input SNR (PESQ-WB / STOI / SI-SDR):", "",
-              "| system | " + " | ".join(f"{s} dB" for s in next(iter(results["systems"].values()))["dev"]["by_snr"]) + " |",
-              "|---|" + "---|" * len(next(iter(results["systems"].values()))["dev"]["by_snr"])]
+        lines.append(
+            f"| {name} | {d['mean']['pesq_wb']:.2f} | {d['mean']['stoi']:.3f} | {d['mean']['si_sdr']:.1f} | "
+            f"{d['cpu_s_per_audio_s']:.4f} | {ratio} | {d['lag_ms']:.1f} |"
+        )
+    lines += [
+        "",
+        "By input SNR (PESQ-WB / STOI / SI-SDR):",
+        "",
+        "| system | "
+        + " | ".join(f"{s} dB" for s in next(iter(results["systems"].values()))["dev"]["by_snr"])
+        + " |",
+        "|---|" + "---|" * len(next(iter(results["systems"].values()))["dev"]["by_snr"]),
+    ]
     for name, r in results["systems"].items():
-        cells = [f"{v['pesq_wb']:.2f} / {v['stoi']:.3f} / {v['si_sdr']:.1f}" for v in r["dev"]["by_snr"].values()]
+        cells = [
+            f"{v['pesq_wb']:.2f} / {v['stoi']:.3f} / {v['si_sdr']:.1f}" for v in r["dev"]["by_snr"].values()
+        ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if any("paired" in r for r in results["systems"].values()):
-        lines += ["", "Real noisy/clean pairs (paired/vctk-p287, 6 utterances; a sanity check, not a benchmark):", "",
-                  "| system | PESQ-WB | STOI | SI-SDR dB |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "Real noisy/clean pairs (paired/vctk-p287, 6 utterances; a sanity check, not a benchmark):",
+            "",
+            "| system | PESQ-WB | STOI | SI-SDR dB |",
+            "|---|---|---|---|",
+        ]
         for name, r in results["systems"].items():
             p = r["paired"]["mean"]
             lines.append(f"| {name} | {p['pesq_wb']:.2f} | {p['stoi']:.3f} | {p['si_sdr']:.1f} |")
     for name, r in results["systems"].items():
         if "whole_file_x_realtime" in r:
-            lines.append(f"\n{name}: whole-file throughput on one thread {r['whole_file_x_realtime']:.0f}x real time.")
+            lines.append(
+                f"\n{name}: whole-file throughput on one thread {r['whole_file_x_realtime']:.0f}x real time."
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -237,11 +275,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--dtln", default="../shared/anchors/dtln")
-    p.add_argument("--model", action="append", default=[], metavar="NAME=PATH", help="streamae model(s) to compare")
+    p.add_argument(
+        "--model", action="append", default=[], metavar="NAME=PATH", help="streamae model(s) to compare"
+    )
     p.add_argument("--skip", nargs="*", default=[], help="anchor systems to leave out (by class name)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N dev mixtures (quick runs)")
-    p.add_argument("--cpu-rounds", type=int, default=9,
-                   help="interleaved rounds of the CPU measurement (9: this shared machine drifts between rounds)")
+    p.add_argument(
+        "--cpu-rounds",
+        type=int,
+        default=9,
+        help="interleaved rounds of the CPU measurement (9: this shared machine drifts between rounds)",
+    )
     p.add_argument("--cpu-seconds", type=float, default=60.0, help="audio streamed per system and round")
     p.add_argument("--json", default="runs/bench_denoise.json")
     p.add_argument("--markdown", default=None, help="write/replace the '## Denoising' section of this file")
@@ -255,9 +299,14 @@ def main() -> None:
     for spec in args.model or [f"streamae={models_dir() / DEFAULT_MODEL}"]:
         name, _, path = spec.partition("=")
         systems.append(Streamae(name, Path(path)))
-    results = {"date": date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} cores, "
-               f"{platform.python_implementation()} {platform.python_version()}",
-               "dev_mixtures": len(mixes), "dev_seconds": sum(len(m.noisy) for m in mixes) / RATE, "systems": {}}
+    results = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores, "
+        f"{platform.python_implementation()} {platform.python_version()}",
+        "dev_mixtures": len(mixes),
+        "dev_seconds": sum(len(m.noisy) for m in mixes) / RATE,
+        "systems": {},
+    }
     for s in systems:
         t = time.time()
         r = {"dev": evaluate(s, mixes)}
@@ -270,12 +319,19 @@ def main() -> None:
             r["whole_file_x_realtime"] = 60 / (time.process_time() - t0)
         results["systems"][s.name] = r
         d = r["dev"]
-        print(f"{s.name}: PESQ {d['mean']['pesq_wb']:.2f} STOI {d['mean']['stoi']:.3f} SI-SDR {d['mean']['si_sdr']:.1f} "
-              f"lag {d['lag_ms']:.1f} ms ({time.time() - t:.0f} s)", flush=True)
+        print(
+            f"{s.name}: PESQ {d['mean']['pesq_wb']:.2f} STOI {d['mean']['stoi']:.3f} SI-SDR "
+            f"{d['mean']['si_sdr']:.1f} "
+            f"lag {d['lag_ms']:.1f} ms ({time.time() - t:.0f} s)",
+            flush=True,
+        )
     for name, costs in stream_costs(systems, mixes, args.cpu_rounds, args.cpu_seconds).items():
         results["systems"][name]["dev"].update(cpu_s_per_audio_s=float(np.median(costs)), cpu_rounds=costs)
-        print(f"{name}: CPU {np.median(costs):.4f} s per audio s (rounds: {' '.join(f'{c:.4f}' for c in costs)})",
-              flush=True)
+        print(
+            f"{name}: CPU {np.median(costs):.4f} s per audio s (rounds: "
+            f"{' '.join(f'{c:.4f}' for c in costs)})",
+            flush=True,
+        )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
     command = "python scripts/bench/bench_denoise.py " + shlex.join(sys.argv[1:])

@@ -65,17 +65,21 @@ def bench_batch(args) -> None:
 
 # -- live ----------------------------------------------------------------------------------
 def bench_live(args) -> None:
-    from tests.support.pulse_loopback import PulseLoopback
-
     import soundfile as sf
+
+    from tests.support.pulse_loopback import PulseLoopback
 
     clip = REPO / "runs" / "bench-live-clip.wav"
     sf.write(clip, speech_and_noise(args.seconds + 10, 7), RATE, subtype="FLOAT")  # one stream, no restarts
     with PulseLoopback(rate=RATE, rt_priority=args.rt_priority + 5 if args.rt_priority else 0) as pulse:
         # 1) xruns: --seconds of live cleaning while noisy speech plays into the microphone
         live, log = start_live(args, pulse.env, args.seconds)
-        player = subprocess.Popen(f"while true; do paplay --device=mic {clip}; done", shell=True, env=pulse.env,
-                                  start_new_session=True)
+        player = subprocess.Popen(
+            f"while true; do paplay --device=mic {clip}; done",
+            shell=True,
+            env=pulse.env,
+            start_new_session=True,
+        )
         live.wait()
         os.killpg(player.pid, 15)
         player.wait()
@@ -90,9 +94,13 @@ def bench_live(args) -> None:
         live.terminate()
         live.wait()
     clip.unlink()
-    print(f"xrun run ({args.seconds:.0f} s, {args.rate} Hz, chunk {args.chunk_ms} ms, callback "
-          f"{args.callback_ms if args.callback_ms is not None else args.chunk_ms} ms, {args.buffer_chunks} buffer chunks"
-          f"{f', --rt-priority {args.rt_priority}' if args.rt_priority else ''}): " + _found(r"live: done: [^\n]*", xrun_log))
+    print(
+        f"xrun run ({args.seconds:.0f} s, {args.rate} Hz, chunk {args.chunk_ms} ms, callback "
+        f"{args.callback_ms if args.callback_ms is not None else args.chunk_ms} ms, {args.buffer_chunks} "
+        "buffer chunks"
+        f"{f', --rt-priority {args.rt_priority}' if args.rt_priority else ''}): "
+        + _found(r"live: done: [^\n]*", xrun_log)
+    )
     print("reported: " + _found(r"latency [^\n]*", xrun_log))
     if lags:
         print(f"measured end to end (mic signal -> speaker signal, {len(lags)} bursts): median "
@@ -105,9 +113,26 @@ def _found(pattern: str, text: str) -> str:
 
 
 def start_live(args, env: dict, seconds: float):
-    cmd = [sys.executable, "-m", "streamae", "live", "--rate", str(args.rate), "--chunk-ms", str(args.chunk_ms),
-           "--buffer-chunks", str(args.buffer_chunks), "--duration", str(seconds), "--stats", "10",
-           "--atten-lim-db", "0", "--rt-priority", str(args.rt_priority)] + (["--callback-ms", str(args.callback_ms)] if args.callback_ms is not None else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamae",
+        "live",
+        "--rate",
+        str(args.rate),
+        "--chunk-ms",
+        str(args.chunk_ms),
+        "--buffer-chunks",
+        str(args.buffer_chunks),
+        "--duration",
+        str(seconds),
+        "--stats",
+        "10",
+        "--atten-lim-db",
+        "0",
+        "--rt-priority",
+        str(args.rt_priority),
+    ] + (["--callback-ms", str(args.callback_ms)] if args.callback_ms is not None else [])
     cmd += ["--model", args.model] if args.model else []
     live = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
     log, running = [], threading.Event()
@@ -150,7 +175,9 @@ def probe() -> None:
     play = np.zeros(int(2.4 * RATE), np.float32)
     for start in BURSTS:
         play[int(start * RATE):int(start * RATE) + len(burst)] = burst
-    rec = sd.playrec(play.reshape(-1, 1), samplerate=RATE, channels=1, dtype="float32", blocksize=480, latency="low")
+    rec = sd.playrec(
+        play.reshape(-1, 1), samplerate=RATE, channels=1, dtype="float32", blocksize=480, latency="low"
+    )
     sd.wait()
     y = rec[:, 0]
     corr = np.abs(np.correlate(y, burst, "valid"))
@@ -178,11 +205,17 @@ def main() -> None:
     lv.add_argument("--model", default=None)
     lv.add_argument("--seconds", type=float, default=60.0)
     lv.add_argument("--chunk-ms", type=float, default=10.0)
-    lv.add_argument("--rate", type=int, default=RATE, help="streamae's device rate (the server runs at 48 kHz)")
+    lv.add_argument(
+        "--rate", type=int, default=RATE, help="streamae's device rate (the server runs at 48 kHz)"
+    )
     lv.add_argument("--buffer-chunks", type=int, default=2)
     lv.add_argument("--callback-ms", type=float, default=None)
-    lv.add_argument("--rt-priority", type=int, default=0,
-                    help="streamae live --rt-priority N, and the PulseAudio server at N+5 (as rtkit would run it)")
+    lv.add_argument(
+        "--rt-priority",
+        type=int,
+        default=0,
+        help="streamae live --rt-priority N, and the PulseAudio server at N+5 (as rtkit would run it)",
+    )
     sub.add_parser("_probe")
     args = p.parse_args()
     {"batch": bench_batch, "live": bench_live, "_probe": lambda a: probe()}[args.what](args)

@@ -10,6 +10,7 @@ of a few hundredths of PESQ-WB decide between models here; this says which of th
 from __future__ import annotations
 
 import argparse
+
 import numpy as np
 
 from streamae import Denoiser
@@ -36,7 +37,9 @@ def main() -> None:
         print(f"{candidate} minus {args.baseline}, {len(mixes)} mixtures (mean [95 % interval]):")
         groups = [("all", np.ones(len(mixes), bool))] + [(f"{s:g} dB", snrs == s) for s in sorted(set(snrs))]
         for name, pick in groups:
-            cells = [f"{k} {format_interval(*paired_interval(diff[k][pick], args.resamples))}" for k in METRICS]
+            cells = [
+                f"{k} {format_interval(*paired_interval(diff[k][pick], args.resamples))}" for k in METRICS
+            ]
             print(f"  {name:>6}: " + "  ".join(cells))
 
 

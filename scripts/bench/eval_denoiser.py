@@ -33,10 +33,19 @@ def main() -> None:
     p.add_argument("--speech", required=True)
     p.add_argument("--noise", required=True)
     p.add_argument("--card", help="write the model card JSON here")
-    p.add_argument("--card-extra", nargs="+", default=[], help="JSON files merged into the card in order (data, "
-                   "licences, recipe; a later file's keys win)")
-    p.add_argument("--bench", default=None, metavar="JSON:SYSTEM",
-                   help="pin this model's row of a scripts/bench/bench_denoise.py result (and DTLN's cost ratio) in the card")
+    p.add_argument(
+        "--card-extra",
+        nargs="+",
+        default=[],
+        help="JSON files merged into the card in order (data, licences, recipe; a later file's keys win)",
+    )
+    p.add_argument(
+        "--bench",
+        default=None,
+        metavar="JSON:SYSTEM",
+        help="pin this model's row of a scripts/bench/bench_denoise.py result (and DTLN's cost ratio) "
+        "in the card",
+    )
     args = p.parse_args()
 
     d = Denoiser(args.model, threads=1)
@@ -84,13 +93,23 @@ def _speed(d: Denoiser, seconds: float = 60.0) -> dict:
 def _card(d: Denoiser, dev: dict, speed: dict, args) -> dict:
     c = d.info["config"]
     card = {
-        "name": Path(args.model).stem, "task": "speech denoising (causal, streaming)",
-        "files": {"whole_signal_graph": Path(args.model).name, "streaming_step_graph": Path(args.model).stem + ".step.onnx"},
-        "sample_rate": d.sample_rate, "window_samples": c["window"], "hop_samples": c["hop"],
-        "latency_samples": d.latency_samples, "latency_ms": round(1000 * d.latency_samples / d.sample_rate, 2),
-        "parameters": d.info.get("parameters"), "architecture": DenoiserConfig.from_dict(c).architecture(),
-        "sparsity": d.info.get("sparsity"), "training": d.info.get("training"),
-        "dev": dev, "speed": speed,
+        "name": Path(args.model).stem,
+        "task": "speech denoising (causal, streaming)",
+        "files": {
+            "whole_signal_graph": Path(args.model).name,
+            "streaming_step_graph": Path(args.model).stem + ".step.onnx",
+        },
+        "sample_rate": d.sample_rate,
+        "window_samples": c["window"],
+        "hop_samples": c["hop"],
+        "latency_samples": d.latency_samples,
+        "latency_ms": round(1000 * d.latency_samples / d.sample_rate, 2),
+        "parameters": d.info.get("parameters"),
+        "architecture": DenoiserConfig.from_dict(c).architecture(),
+        "sparsity": d.info.get("sparsity"),
+        "training": d.info.get("training"),
+        "dev": dev,
+        "speed": speed,
         "reproduce": "python scripts/bench/eval_denoiser.py " + shlex.join(sys.argv[1:]),
     }
     for extra in args.card_extra:
@@ -104,13 +123,24 @@ def _bench_row(path: str, system: str) -> dict:
     """This model's side-by-side numbers, with the cost as a ratio to DTLN's in the same run."""
     results = json.loads(Path(path).read_text())
     row = results["systems"][system]["dev"]
-    dtln = next(r["dev"]["cpu_s_per_audio_s"] for name, r in results["systems"].items() if name.startswith("DTLN"))
-    return {"date": results["date"], "machine": results["machine"], "pesq_wb": round(row["mean"]["pesq_wb"], 3),
-            "stoi": round(row["mean"]["stoi"], 3), "si_sdr": round(row["mean"]["si_sdr"], 2),
-            "stream_cpu_x_dtln": round(row["cpu_s_per_audio_s"] / dtln, 2), "lag_ms": row["lag_ms"],
-            "others": {name: {k: round(v, 3) for k, v in r["dev"]["mean"].items()}
-                       for name, r in results["systems"].items() if name != system},
-            "command": "python scripts/bench/bench_denoise.py (see docs/BENCHMARKS.md)"}
+    dtln = next(
+        r["dev"]["cpu_s_per_audio_s"] for name, r in results["systems"].items() if name.startswith("DTLN")
+    )
+    return {
+        "date": results["date"],
+        "machine": results["machine"],
+        "pesq_wb": round(row["mean"]["pesq_wb"], 3),
+        "stoi": round(row["mean"]["stoi"], 3),
+        "si_sdr": round(row["mean"]["si_sdr"], 2),
+        "stream_cpu_x_dtln": round(row["cpu_s_per_audio_s"] / dtln, 2),
+        "lag_ms": row["lag_ms"],
+        "others": {
+            name: {k: round(v, 3) for k, v in r["dev"]["mean"].items()}
+            for name, r in results["systems"].items()
+            if name != system
+        },
+        "command": "python scripts/bench/bench_denoise.py (see docs/BENCHMARKS.md)",
+    }
 
 
 if __name__ == "__main__":

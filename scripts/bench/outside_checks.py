@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
 from streamae import Denoiser
 from streamae.audio import SAMPLE_RATE as RATE
 from streamae.audio import audio_files, read_first_channel
 from streamae.evaluation import load_pairs, quality_scores, si_sdr
+
+ROOT = Path(__file__).resolve().parents[2]
 
 BANDS_HZ = ((2000, 4000), (4000, 8000))
 
@@ -36,8 +36,12 @@ BANDS_HZ = ((2000, 4000), (4000, 8000))
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+")
-    p.add_argument("--pairs", default=None, help="a folder with noisy/ and clean/ recordings of the same utterances")
-    p.add_argument("--white-speech", default=None, help="clean speech files or a folder for the white-noise check too")
+    p.add_argument(
+        "--pairs", default=None, help="a folder with noisy/ and clean/ recordings of the same utterances"
+    )
+    p.add_argument(
+        "--white-speech", default=None, help="clean speech files or a folder for the white-noise check too"
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args()
     clean = read_first_channel(ROOT / "examples" / "clean_speech.flac", RATE)
@@ -110,7 +114,12 @@ def pair_scores(d: Denoiser, pairs) -> dict:
     for m in pairs:
         out = d.process(m.noisy, RATE)
         scores = quality_scores(out, m.clean)
-        scores.update({f"kept_{lo // 1000}_{hi // 1000}khz_db": v for (lo, hi), v in zip(BANDS_HZ, band_kept(out, m.clean))})
+        scores.update(
+            {
+                f"kept_{lo // 1000}_{hi // 1000}khz_db": v
+                for (lo, hi), v in zip(BANDS_HZ, band_kept(out, m.clean))
+            }
+        )
         per[m.name] = {k: round(v, 3) for k, v in scores.items()}
     mean = {k: round(float(np.mean([s[k] for s in per.values()])), 3) for k in next(iter(per.values()))}
     return {"mean": mean, "per_utterance": per}
@@ -125,7 +134,14 @@ def band_kept(out: np.ndarray, clean: np.ndarray, n_fft: int = 512) -> list[floa
     kept = []
     for lo, hi in BANDS_HZ:
         band = (freqs >= lo) & (freqs < hi)
-        kept.append(float(10 * np.log10(spec_out[frames][:, band].sum() / (spec_clean[frames][:, band].sum() + 1e-20) + 1e-20)))
+        kept.append(
+            float(
+                10
+                * np.log10(
+                    spec_out[frames][:, band].sum() / (spec_clean[frames][:, band].sum() + 1e-20) + 1e-20
+                )
+            )
+        )
     return kept
 
 

@@ -27,10 +27,15 @@ def main() -> None:
     p.add_argument("--dev-speech", nargs="+", required=True)
     p.add_argument("--dev-noise", nargs="+", required=True)
     p.add_argument("--training-note", default="", help="free text stored in the training metadata")
-    p.add_argument("--weights-out", default=None, help="also write the weights (no optimizer) here, for --init")
-    p.add_argument("--drop-deep-filter", action="store_true",
-                   help="leave the deep filter's taps out, keeping the phase input: to measure what the taps add, "
-                        "or to ship a model whose taps add nothing without their cost")
+    p.add_argument(
+        "--weights-out", default=None, help="also write the weights (no optimizer) here, for --init"
+    )
+    p.add_argument(
+        "--drop-deep-filter",
+        action="store_true",
+        help="leave the deep filter's taps out, keeping the phase input: to measure what the taps add, "
+        "or to ship a model whose taps add nothing without their cost",
+    )
     args = p.parse_args()
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     if args.drop_deep_filter:
@@ -41,12 +46,18 @@ def main() -> None:
     probe, _ = Mixer(load_corpus(args.dev_speech, SAMPLE_RATE, 0.5),
                      load_corpus(args.dev_noise, SAMPLE_RATE, 0.2), [],
                      torch.device("cpu"), mix, seed=1234).batch(32)
-    training = {"steps": ckpt["step"], "minutes": round(ckpt["elapsed"] / 60, 1), "checkpoint": Path(args.checkpoint).name}
+    training = {
+        "steps": ckpt["step"],
+        "minutes": round(ckpt["elapsed"] / 60, 1),
+        "checkpoint": Path(args.checkpoint).name,
+    }
     if args.training_note:
         training["note"] = args.training_note
     export(net, probe, args.output, training)
     if args.weights_out:
-        torch.save({"model": net.state_dict(), "config": ckpt["config"], "step": ckpt["step"]}, args.weights_out)
+        torch.save(
+            {"model": net.state_dict(), "config": ckpt["config"], "step": ckpt["step"]}, args.weights_out
+        )
         print(f"wrote {args.weights_out}")
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 NAME = "anomaly-mimii-id00"
 CLIP_SECONDS = 4.0
 PROVENANCE = {
-    "data": "MIMII (Purohit et al. 2019), one machine (id_00) as excerpted in the DCASE 2020 Task 2 development "
-            "set (Koizumi et al. 2020), 16 kHz, factory noise mixed in",
+    "data": "MIMII (Purohit et al. 2019), one machine (id_00) as excerpted in the DCASE 2020 Task 2 "
+    "development set (Koizumi et al. 2020), 16 kHz, factory noise mixed in",
     "licence": "CC BY-SA 4.0 (trained on CC BY-SA 4.0 audio; share alike, attribute MIMII)",
 }
 
@@ -35,8 +34,12 @@ PROVENANCE = {
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=REPO.parent / "shared/data/machine/dcase2020-id00")
-    p.add_argument("--steps", type=int, default=1200, help="a step budget, so a busy machine gives the same model")
-    p.add_argument("--examples-only", action="store_true", help="cut the example clips with the existing model")
+    p.add_argument(
+        "--steps", type=int, default=1200, help="a step budget, so a busy machine gives the same model"
+    )
+    p.add_argument(
+        "--examples-only", action="store_true", help="cut the example clips with the existing model"
+    )
     args = p.parse_args()
     normal = audio_files([args.data / "normal"])
     held = held_out_id00(normal)
@@ -45,9 +48,36 @@ def main() -> None:
         cut_examples(AnomalyModel(model_path), held, audio_files([args.data / "anomalous"])[0])
         return
     model_path.parent.mkdir(exist_ok=True)
-    assert cli(["anomaly", "train", "--normal", *[str(f) for f in normal if f not in held], "--val-normal", *map(str, held),
-                "-o", str(model_path), "--steps", str(args.steps), "--minutes", "0", "--sparsity", "0.05", "--percentile", "95", "--threads", "1", "--fresh",
-                "--run-dir", str(REPO / "runs" / NAME), "--log-seconds", "30"]) == 0
+    assert (
+        cli(
+            [
+                "anomaly",
+                "train",
+                "--normal",
+                *[str(f) for f in normal if f not in held],
+                "--val-normal",
+                *map(str, held),
+                "-o",
+                str(model_path),
+                "--steps",
+                str(args.steps),
+                "--minutes",
+                "0",
+                "--sparsity",
+                "0.05",
+                "--percentile",
+                "95",
+                "--threads",
+                "1",
+                "--fresh",
+                "--run-dir",
+                str(REPO / "runs" / NAME),
+                "--log-seconds",
+                "30",
+            ]
+        )
+        == 0
+    )
     relabel(model_path, str(args.data.resolve()), "dcase2020-id00")
     model = AnomalyModel(model_path)
     cut_examples(model, held, audio_files([args.data / "anomalous"])[0])
@@ -80,10 +110,18 @@ def cut_examples(model: AnomalyModel, held: list[Path], anomalous: Path) -> None
         x, rate = read_audio(src)
         write_audio(out / f"{name}.flac", x[:, : int(CLIP_SECONDS * rate)], rate, subtype="PCM_16")
         r = model.score_file(out / f"{name}.flac")
-        print(f"{name}: {src.name} -> {out / (name + '.flac')}: score {r.score:.3f} (threshold {r.threshold:.3f}), "
-              f"anomalous={r.anomalous}", flush=True)
-    (out / "SOURCES.json").write_text(json.dumps({"normal.flac": typical.name, "anomalous.flac": anomalous.name,
-                                                  "seconds": CLIP_SECONDS}, indent=2) + "\n")
+        print(
+            f"{name}: {src.name} -> {out / (name + '.flac')}: score {r.score:.3f} (threshold "
+            f"{r.threshold:.3f}), "
+            f"anomalous={r.anomalous}",
+            flush=True,
+        )
+    (out / "SOURCES.json").write_text(
+        json.dumps(
+            {"normal.flac": typical.name, "anomalous.flac": anomalous.name, "seconds": CLIP_SECONDS}, indent=2
+        )
+        + "\n"
+    )
 
 
 def clip_score(model: AnomalyModel, path: Path) -> float:

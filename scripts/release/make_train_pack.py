@@ -27,7 +27,6 @@ extracted from the `fetch`ed snapshot of Alejandro-131004/AC-II with
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +34,6 @@ import soundfile as sf
 
 from streamae.audio import SAMPLE_RATE as RATE
 from streamae.audio import audio_files, read_audio, resample
-
 
 
 def main() -> None:
@@ -59,10 +57,15 @@ def main() -> None:
         joined /= max(1.0, float(np.abs(joined).max()) / 0.99)
         target = out / f"{name}.ogg"
         # libsndfile's Vorbis encoder crashes on very large single writes: feed it in blocks
-        with sf.SoundFile(target, "w", RATE, 1, format="OGG", subtype="VORBIS", compression_level=args.quality) as f:
+        with sf.SoundFile(
+            target, "w", RATE, 1, format="OGG", subtype="VORBIS", compression_level=args.quality
+        ) as f:
             for start in range(0, len(joined), RATE):
                 f.write(joined[start:start + RATE])
-        print(f"{target}: {len(clips)} files, {len(joined) / RATE / 60:.1f} min, {target.stat().st_size / 2**20:.1f} MiB")
+        print(
+            f"{target}: {len(clips)} files, {len(joined) / RATE / 60:.1f} min, "
+            f"{target.stat().st_size / 2**20:.1f} MiB"
+        )
 
 
 if __name__ == "__main__":

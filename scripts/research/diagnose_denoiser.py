@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -87,7 +86,9 @@ def print_band_stoi(systems: list, mixes: list[Mixture], outputs: dict[str, list
                     n = min(len(y), len(m.clean))
                     rows.append(band_correlations(torch.from_numpy(y[None, :n].astype(np.float32)),
                                                   torch.from_numpy(m.clean[None, :n]))[0].numpy())
-            print(f"| {snr:+.0f} | {s.name} | " + " | ".join(f"{v:.2f}" for v in np.mean(rows, axis=0)) + " |")
+            print(
+                f"| {snr:+.0f} | {s.name} | " + " | ".join(f"{v:.2f}" for v in np.mean(rows, axis=0)) + " |"
+            )
 
 
 def improvement(outputs: list[np.ndarray], mixes: list[Mixture]) -> float:
@@ -98,7 +99,8 @@ def improvement(outputs: list[np.ndarray], mixes: list[Mixture]) -> float:
 def error_split(y: np.ndarray, clean: np.ndarray, noise: np.ndarray) -> tuple[float, float]:
     """-> (noise attenuation in speech pauses dB, signal-to-error ratio in speech frames dB)."""
     n = len(clean) // FRAME * FRAME
-    frames = lambda v: v[:n].reshape(-1, FRAME)
+    def frames(v):
+        return v[:n].reshape(-1, FRAME)
     energy = (frames(clean) ** 2).mean(1)
     active = energy > 10 ** (SILENT_DB / 10) * energy.max()
     scale = np.dot(y, clean) / np.dot(clean, clean)

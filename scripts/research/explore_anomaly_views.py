@@ -14,7 +14,6 @@ Needs the train extra (torch) and ../shared/data/machine.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +22,7 @@ import torch
 from scripts.bench import bench_anomaly as bench
 from streamae.anomaly import metrics
 from streamae.anomaly.features import FeatureConfig, logmel
-from streamae.train.anomaly import (TOP_FRAMES_FRACTION, NetConfig, SparseConvAE, WindowSampler,
-                                   load_frames)
+from streamae.train.anomaly import TOP_FRAMES_FRACTION, NetConfig, SparseConvAE, WindowSampler, load_frames
 
 DEV_SEED = 11  # the benchmark injects into its held-out flights with seed 7
 TOP_FRAMES = max(1, round(FeatureConfig().window_frames * TOP_FRAMES_FRACTION))  # as SparseConvAE.top_frames
@@ -93,7 +91,7 @@ def gaussian_detector(feature, train_wins: np.ndarray):
 def rows(clean: np.ndarray, faulty: dict, normal: np.ndarray, anomalous: np.ndarray) -> list[str]:
     """AUC / pAUC / TPR@1%FPR overall, per kind, speed at -15 dB, and on the real broken propellers."""
     views = {"overall": np.concatenate(list(faulty.values()))}
-    views |= {k: np.concatenate([faulty[(k, l)] for l in bench.LEVELS_DB]) for k in bench.KINDS}
+    views |= {k: np.concatenate([faulty[(k, level)] for level in bench.LEVELS_DB]) for k in bench.KINDS}
     views["speed -15 dB"] = faulty[("speed", -15)]
     cells = [metrics.summary(clean, s) for s in views.values()] + [metrics.summary(normal, anomalous)]
     return [f"{c['auc']:.3f} / {c['pauc']:.3f} / {c['tpr_at_1pct_fpr']:.3f}" for c in cells]
@@ -113,11 +111,17 @@ def main() -> None:
     cfg = FeatureConfig.from_dict(ckpt["features"])
 
     train, _, val_normal, val_anomalous = bench.uav_split(args.data)
-    reference = residuals(net, WindowSampler(load_frames(train, cfg)[0], cfg, seed=2).batch(REFERENCE_WINDOWS))
+    reference = residuals(
+        net, WindowSampler(load_frames(train, cfg)[0], cfg, seed=2).batch(REFERENCE_WINDOWS)
+    )
     raw_normal = np.concatenate([bench.windows_of(bench.load(f))[0] for f in val_normal])
     raw_anomalous = np.concatenate([bench.windows_of(bench.load(f))[0] for f in val_anomalous])
     clean, faulty = bench.injected([bench.load(f) for f in val_normal], DEV_SEED)
-    audio = {"clean": clean, "normal": bench.scale(raw_normal), "anomalous": bench.scale(raw_anomalous)} | faulty
+    audio = {
+        "clean": clean,
+        "normal": bench.scale(raw_normal),
+        "anomalous": bench.scale(raw_anomalous),
+    } | faulty
     resid = {k: residuals(net, bench.window_features(w, cfg)) for k, w in audio.items()}
 
     def standardised(view):
@@ -130,12 +134,18 @@ def main() -> None:
     for name in VIEWS:
         table[name] = z[name]
         if name not in SHIPPED:
-            table[f"max(band, frame, {name})"] = {k: np.max([z[v][k] for v in (*SHIPPED, name)], axis=0) for k in resid}
+            table[f"max(band, frame, {name})"] = {
+                k: np.max([z[v][k] for v in (*SHIPPED, name)], axis=0) for k in resid
+            }
     table["max(band, frame) (shipped)"] = {k: np.max([z[v][k] for v in SHIPPED], axis=0) for k in resid}
 
     train_wins = bench.scale(np.concatenate([bench.windows_of(bench.load(f))[0] for f in train]))
-    detectors = {"ref: log-frequency line autocorrelation": gaussian_detector(log_frequency_autocorrelation, train_wins[::40]),
-                 "ref: low-band level modulation": gaussian_detector(level_modulation, train_wins[::40])}
+    detectors = {
+        "ref: log-frequency line autocorrelation": gaussian_detector(
+            log_frequency_autocorrelation, train_wins[::40]
+        ),
+        "ref: low-band level modulation": gaussian_detector(level_modulation, train_wins[::40]),
+    }
     if args.baseline_steps:
         detectors["DCASE 2020 baseline"] = bench.train_baseline(train_wins, args.baseline_steps)
     for name, score in detectors.items():
@@ -144,7 +154,9 @@ def main() -> None:
     print("| view | overall | clicks | tone | rattle | speed | speed -15 dB | real broken |")
     print("|---|---|---|---|---|---|---|---|")
     for name, s in table.items():
-        cells = rows(s["clean"], {k: v for k, v in s.items() if isinstance(k, tuple)}, s["normal"], s["anomalous"])
+        cells = rows(
+            s["clean"], {k: v for k, v in s.items() if isinstance(k, tuple)}, s["normal"], s["anomalous"]
+        )
         print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -32,7 +32,9 @@ def main() -> None:
     args = p.parse_args()
     if not 0.0 <= args.alpha <= 1.0:
         raise SystemExit("--alpha must lie in [0, 1]")
-    start, tuned = (torch.load(path, map_location="cpu", weights_only=False) for path in (args.start, args.tuned))
+    start, tuned = (
+        torch.load(path, map_location="cpu", weights_only=False) for path in (args.start, args.tuned)
+    )
     save_checkpoint(interpolate(start, tuned, args.alpha, args.seed), Path(args.output))
     print(f"wrote {args.output}")
 

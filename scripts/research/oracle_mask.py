@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,9 +27,13 @@ def oracle(noisy: np.ndarray, clean: np.ndarray, analysis: int) -> np.ndarray:
     """Apply the clean/mixture amplitude ratio, capped at one, through the analysis/synthesis pair."""
     fwd, inv = asymmetric_stft(analysis, SYNTHESIS)
     pad = analysis - HOP  # causal: each frame ends on its newest sample, as in the model
-    frames = lambda x: F.conv1d(F.pad(torch.from_numpy(x).float()[None, None], (pad, 2 * HOP)), fwd, stride=HOP)
+    def frames(x):
+        return F.conv1d(
+            F.pad(torch.from_numpy(x).float()[None, None], (pad, 2 * HOP)), fwd, stride=HOP
+        )
     X, S = frames(noisy), frames(clean)
-    magnitude = lambda z: z.view(2, -1, z.shape[-1]).pow(2).sum(0).sqrt()
+    def magnitude(z):
+        return z.view(2, -1, z.shape[-1]).pow(2).sum(0).sqrt()
     mask = torch.clamp(magnitude(S) / (magnitude(X) + 1e-9), max=1.0).repeat(2, 1)[None]
     y = F.conv_transpose1d(X * mask, inv, stride=HOP)[0, 0]
     start = pad - (analysis - SYNTHESIS)  # the synthesis window covers each frame's last 160 samples
@@ -48,13 +50,19 @@ def main() -> None:
     mixes = make_test_mix(args.speech, args.noise)
     results = {}
     for analysis in args.analysis:
-        rows = [dict(quality_scores(oracle(m.noisy, m.clean, analysis), m.clean), snr=m.snr_db) for m in mixes]
+        rows = [
+            dict(quality_scores(oracle(m.noisy, m.clean, analysis), m.clean), snr=m.snr_db) for m in mixes
+        ]
         mean = {k: float(np.mean([r[k] for r in rows])) for k in ("pesq_wb", "stoi", "si_sdr")}
         by_snr = {snr: float(np.mean([r["si_sdr"] for r in rows if r["snr"] == snr])) for snr in SNRS_DB}
         results[analysis] = {**mean, "si_sdr_by_snr": by_snr}
-        print(f"analysis {analysis:5d} ({1000 * analysis / SAMPLE_RATE:5.1f} ms): PESQ-WB {mean['pesq_wb']:.2f}  "
-              f"STOI {mean['stoi']:.3f}  SI-SDR {mean['si_sdr']:5.2f} dB  by SNR "
-              + " / ".join(f"{v:.1f}" for v in by_snr.values()), flush=True)
+        print(
+            f"analysis {analysis:5d} ({1000 * analysis / SAMPLE_RATE:5.1f} ms): PESQ-WB "
+            f"{mean['pesq_wb']:.2f}  "
+            f"STOI {mean['stoi']:.3f}  SI-SDR {mean['si_sdr']:5.2f} dB  by SNR "
+            + " / ".join(f"{v:.1f}" for v in by_snr.values()),
+            flush=True,
+        )
     print(json.dumps(results))
 
 

@@ -22,8 +22,10 @@ def evaluate(model: AnomalyModel, normal: list[str | Path], anomalous: list[str 
     too_short = [str(p) for v in scored.values() for p, ws in v if not ws]
     for label, v in scored.items():
         if not any(ws for _, ws in v):
-            raise StreamaeError(f"no {label} recording is at least one {model.features.window_seconds:.2f} s window "
-                                f"long (too short: {', '.join(too_short)})")
+            raise StreamaeError(
+                f"no {label} recording is at least one {model.features.window_seconds:.2f} s window "
+                f"long (too short: {', '.join(too_short)})"
+            )
     files = {k: np.array([FileScore.of(p, ws, model.threshold, policy).score for p, ws in v if ws])
              for k, v in scored.items()}
     windows = {k: np.array([w.score for _, ws in v for w in ws]) for k, v in scored.items()}

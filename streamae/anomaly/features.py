@@ -101,8 +101,10 @@ class FeatureStream:
 
     def __init__(self, cfg: FeatureConfig, sample_rate: int, channels: int = 1):
         if sample_rate < 2 * cfg.fmax:  # the top bands would be empty, and every window "anomalous"
-            raise StreamaeError(f"recorded at {sample_rate} Hz, but this model listens up to {cfg.fmax:.0f} Hz "
-                                f"and needs at least {2 * cfg.fmax:.0f} Hz")
+            raise StreamaeError(
+                f"recorded at {sample_rate} Hz, but this model listens up to {cfg.fmax:.0f} Hz "
+                f"and needs at least {2 * cfg.fmax:.0f} Hz"
+            )
         self.cfg = cfg
         self._resampler = None
         if sample_rate != cfg.sample_rate:

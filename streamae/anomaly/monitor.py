@@ -60,8 +60,15 @@ class Monitor:
             self.history.append(w)
             self._last_source = source
             if self.score_log is not None:
-                self.score_log({"source": source, "start_s": round(w.start_s, 3), "offset_s": round(w.end_s, 3),
-                                "score": round(w.score, 6), "above": w.score > self.model.threshold})
+                self.score_log(
+                    {
+                        "source": source,
+                        "start_s": round(w.start_s, 3),
+                        "offset_s": round(w.end_s, 3),
+                        "score": round(w.score, 6),
+                        "above": w.score > self.model.threshold,
+                    }
+                )
             event = self.hysteresis.update(w)
             if event is not None:
                 self._emit(event, source)

@@ -44,8 +44,17 @@ class FileScore:
            seconds: float | None = None) -> "FileScore":
         scores = np.array([w.score for w in windows])
         level = alert_level(scores, policy)
-        return cls(str(path), level, threshold, level > threshold, float(scores.mean()), float(scores.max()),
-                   len(scores), int((scores > threshold).sum()), windows[-1].end_s if seconds is None else seconds)
+        return cls(
+            str(path),
+            level,
+            threshold,
+            level > threshold,
+            float(scores.mean()),
+            float(scores.max()),
+            len(scores),
+            int((scores > threshold).sum()),
+            windows[-1].end_s if seconds is None else seconds,
+        )
 
     def to_dict(self) -> dict:
         return {"file": self.file, "score": round(self.score, 6), "threshold": round(self.threshold, 6),
@@ -75,14 +84,22 @@ class AnomalyModel:
 
     def score_windows(self, windows: np.ndarray) -> np.ndarray:
         """Normalised windows [N, bands, window_frames] -> scores [N] (higher = more anomalous)."""
-        out = [self.session.run(["score"], {self._input: np.ascontiguousarray(windows[i:i + BATCH], np.float32)})[0]
-               for i in range(0, len(windows), BATCH)]
+        out = [
+            self.session.run(
+                ["score"], {self._input: np.ascontiguousarray(windows[i : i + BATCH], np.float32)}
+            )[0]
+            for i in range(0, len(windows), BATCH)
+        ]
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
-    def stream(self, sample_rate: int, channels: int = 1, hop_seconds: float = DEFAULT_HOP_SECONDS) -> "ScoreStream":
+    def stream(
+        self, sample_rate: int, channels: int = 1, hop_seconds: float = DEFAULT_HOP_SECONDS
+    ) -> "ScoreStream":
         return ScoreStream(self, sample_rate, channels, hop_seconds)
 
-    def file_window_scores(self, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS) -> list[WindowScore]:
+    def file_window_scores(
+        self, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS
+    ) -> list[WindowScore]:
         with open_input(path) as f:
             return self._scores_of(f, hop_seconds)
 

@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamae",
-                                     description="Real-time audio denoising and machine-sound anomaly alerts.")
+    parser = argparse.ArgumentParser(
+        prog="streamae", description="Real-time audio denoising and machine-sound anomaly alerts."
+    )
     parser.add_argument("--version", action="version", version=f"streamae {__version__}")
     commands = parser.add_subparsers(metavar="COMMAND")
     for command in COMMANDS:

@@ -9,7 +9,13 @@ import sys
 from ..anomaly.evaluate import evaluate, format_report
 from ..audio import audio_files
 from ..errors import StreamaeError
-from .common import add_anomaly_model_options, add_scoring_options, alert_policy, load_anomaly_model, run_trainer
+from .common import (
+    add_anomaly_model_options,
+    add_scoring_options,
+    alert_policy,
+    load_anomaly_model,
+    run_trainer,
+)
 
 
 def register(commands) -> None:
@@ -23,14 +29,25 @@ def register(commands) -> None:
 
 
 def _register_train(tasks) -> None:
-    p = tasks.add_parser("train", help="train on normal recordings (needs the 'train' extra: torch)",
-                         description="Train a sparse convolutional autoencoder on normal sound only, calibrate "
-                                     "its threshold on held-out normal audio and export MODEL.onnx + MODEL.json.")
+    p = tasks.add_parser(
+        "train",
+        help="train on normal recordings (needs the 'train' extra: torch)",
+        description="Train a sparse convolutional autoencoder on normal sound only, calibrate "
+        "its threshold on held-out normal audio and export MODEL.onnx + MODEL.json.",
+    )
     p.add_argument("--normal", nargs="+", required=True, help="normal recordings: files or folders")
-    p.add_argument("--val-normal", nargs="+", default=None,
-                   help="held-out normal recordings for the threshold (default: hold out --val-fraction of --normal)")
-    p.add_argument("-o", "--output", required=True, help="model to write, MODEL.onnx (its card goes to MODEL.json)")
-    p.add_argument("--run-dir", default=None, help="checkpoints; resumed if present (default runs/anomaly-MODEL)")
+    p.add_argument(
+        "--val-normal",
+        nargs="+",
+        default=None,
+        help="held-out normal recordings for the threshold (default: hold out --val-fraction of --normal)",
+    )
+    p.add_argument(
+        "-o", "--output", required=True, help="model to write, MODEL.onnx (its card goes to MODEL.json)"
+    )
+    p.add_argument(
+        "--run-dir", default=None, help="checkpoints; resumed if present (default runs/anomaly-MODEL)"
+    )
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--minutes", type=float, default=4.0, help="training time budget, wall clock (default 4)")
     p.add_argument("--steps", type=int, default=0, help="step budget (0: time only)")

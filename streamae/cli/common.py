@@ -32,7 +32,9 @@ def add_anomaly_model_options(p: argparse.ArgumentParser, threads: int | None = 
     p.add_argument("--model", required=True, help="anomaly model .onnx")
     p.add_argument("--threshold", type=float, default=None, help="override the model's calibrated threshold")
     if threads is not None:
-        p.add_argument("--threads", type=int, default=threads, help="onnxruntime threads (default %(default)s)")
+        p.add_argument(
+            "--threads", type=int, default=threads, help="onnxruntime threads (default %(default)s)"
+        )
 
 
 def load_anomaly_model(args: argparse.Namespace) -> AnomalyModel:
@@ -63,6 +65,8 @@ def run_trainer(module: str, options: argparse.Namespace) -> int:
     try:
         train = importlib.import_module(module).main
     except ImportError as e:
-        raise StreamaeError(f"training needs torch and onnx ({e}); install with: pip install -e '.[train]'") from None
+        raise StreamaeError(
+            f"training needs torch and onnx ({e}); install with: pip install -e '.[train]'"
+        ) from None
     train(options)
     return 0

@@ -12,16 +12,24 @@ from .common import add_denoiser_options, denoiser_factory
 
 
 def register(commands) -> None:
-    p = commands.add_parser("denoise", help="clean audio files", description="Clean audio files: WAV/FLAC/OGG/MP3, "
-                            "any rate and channel count; outputs keep format, rate, channels, length and timing. "
-                            "One file: IN -o OUT. Many: IN... --out-dir DIR (folders mirrored; rerun to resume).")
+    p = commands.add_parser(
+        "denoise",
+        help="clean audio files",
+        description="Clean audio files: WAV/FLAC/OGG/MP3, "
+        "any rate and channel count; outputs keep format, rate, channels, length and timing. "
+        "One file: IN -o OUT. Many: IN... --out-dir DIR (folders mirrored; rerun to resume).",
+    )
     p.add_argument("input", nargs="+", help="audio file(s) or folder(s) to clean")
-    p.add_argument("-o", "--output", default=None, help="output file (one input); its extension picks the format")
+    p.add_argument(
+        "-o", "--output", default=None, help="output file (one input); its extension picks the format"
+    )
     p.add_argument("--out-dir", default=None, help="write each input's cleaned copy under this folder")
     p.add_argument("--recursive", action="store_true", help="descend into sub-folders of input folders")
     p.add_argument("--glob", default=None, metavar="PATTERN",
                    help="in folders, clean files whose name matches (default: known audio extensions)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="files cleaned in parallel (default: cores)")
+    p.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="files cleaned in parallel (default: cores)"
+    )
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (also OUTPUT == INPUT); without it, done files are skipped")
     add_denoiser_options(p)
@@ -33,7 +41,9 @@ def run(args: argparse.Namespace) -> int:
         if args.output is None or len(args.input) != 1:
             raise StreamaeError("give -o OUT for one input file, or --out-dir DIR for many")
         if Path(args.input[0]).is_dir():
-            raise StreamaeError("is a folder: clean the files in it with --out-dir DIR, not -o", args.input[0])
+            raise StreamaeError(
+                "is a folder: clean the files in it with --out-dir DIR, not -o", args.input[0]
+            )
         return _one(args)
     if args.output is not None:
         raise StreamaeError("-o and --out-dir cannot be used together")

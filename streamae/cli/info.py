@@ -18,7 +18,9 @@ def register(commands) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.model) if args.model else runtime.models_dir() / DEFAULT_MODEL
-    info = runtime.metadata(runtime.session(path))  # what the graph carries: kind, config, training, threshold
+    info = runtime.metadata(
+        runtime.session(path)
+    )  # what the graph carries: kind, config, training, threshold
     card = path.with_suffix(".json")  # the full card (scores, data, licence) where it is shipped beside it
     if card.is_file():
         info |= json.loads(card.read_text())

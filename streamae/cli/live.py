@@ -15,23 +15,37 @@ def register(commands) -> None:
                             description="Clean a microphone in real time and play it and/or record it. "
                             "Prints the total latency on start. Ctrl-C stops (the recording is kept).")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
-    p.add_argument("-i", "--input-device", default=None, help="input device, index or name (default: system default)")
+    p.add_argument(
+        "-i", "--input-device", default=None, help="input device, index or name (default: system default)"
+    )
     p.add_argument("-o", "--output-device", default=None,
                    help="output device, index or name (default: system default; none when only --record)")
-    p.add_argument("--input-file", default=None, help="read this file instead of a microphone (no device needed)")
+    p.add_argument(
+        "--input-file", default=None, help="read this file instead of a microphone (no device needed)"
+    )
     p.add_argument("--realtime", action="store_true", help="with --input-file: pace it like a live device")
-    p.add_argument("--record", default=None, help="write the cleaned output (as heard, latency included) here")
+    p.add_argument(
+        "--record", default=None, help="write the cleaned output (as heard, latency included) here"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--rate", type=int, default=None, help="device sample rate (default: the device's)")
     p.add_argument("--channels", type=int, default=1, help="channels to clean (default 1)")
     p.add_argument("--chunk-ms", type=float, default=CHUNK_MS,
                    help="block the model cleans at a time (default %(default)s ms)")
-    p.add_argument("--callback-ms", type=float, default=None,
-                   help="device buffer per callback (default: --chunk-ms; 0: the device's choice, often lower "
-                   "latency but more xruns on a busy machine)")
-    p.add_argument("--buffer-chunks", type=int, default=BUFFER_CHUNKS,
-                   help="chunks the model may take before its output is due (default %(default)s; 1 is the minimum)")
+    p.add_argument(
+        "--callback-ms",
+        type=float,
+        default=None,
+        help="device buffer per callback (default: --chunk-ms; 0: the device's choice, often lower "
+        "latency but more xruns on a busy machine)",
+    )
+    p.add_argument(
+        "--buffer-chunks",
+        type=int,
+        default=BUFFER_CHUNKS,
+        help="chunks the model may take before its output is due (default %(default)s; 1 is the minimum)",
+    )
     p.add_argument("--rt-priority", type=int, default=0, metavar="N",
                    help="run the audio threads with real-time priority N (1-99; needs root or an rtprio "
                    "limit); removes xruns on a busy machine")

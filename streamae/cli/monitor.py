@@ -11,20 +11,29 @@ from .common import add_anomaly_model_options, add_scoring_options, alert_policy
 
 
 def register(commands) -> None:
-    p = commands.add_parser("monitor", help="watch a file, a folder or the microphone and alert on anomalies",
-                            description="Score a sound source window by window and emit anomaly_start/anomaly_end "
-                                        "alerts as JSON lines, with k-of-n hysteresis and a cooldown.")
-    p.add_argument("source", metavar="SOURCE", help="an audio file, a folder to watch for new files, or 'mic'")
+    p = commands.add_parser(
+        "monitor",
+        help="watch a file, a folder or the microphone and alert on anomalies",
+        description="Score a sound source window by window and emit anomaly_start/anomaly_end "
+        "alerts as JSON lines, with k-of-n hysteresis and a cooldown.",
+    )
+    p.add_argument(
+        "source", metavar="SOURCE", help="an audio file, a folder to watch for new files, or 'mic'"
+    )
     add_anomaly_model_options(p, threads=1)
     p.add_argument("--alerts", default=None, help="also append alerts to this JSON-lines file")
-    p.add_argument("--quiet", action="store_true", help="no alerts on stdout (use with --alerts or --webhook)")
+    p.add_argument(
+        "--quiet", action="store_true", help="no alerts on stdout (use with --alerts or --webhook)"
+    )
     p.add_argument("--webhook", default=None, metavar="URL", help="POST each alert as JSON to this URL")
     p.add_argument("--scores", default=None, metavar="FILE",
                    help="append every window's score to this JSON-lines file")
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="draw scores, threshold and alerts when done (matplotlib)")
     add_scoring_options(p, cooldown=True)
-    p.add_argument("--existing", action="store_true", help="folder: also score the files already there, oldest first")
+    p.add_argument(
+        "--existing", action="store_true", help="folder: also score the files already there, oldest first"
+    )
     p.add_argument("--poll", type=float, default=1.0, help="folder: seconds between looks for new files")
     p.add_argument("--idle-exit", type=float, default=None, metavar="S",
                    help="folder: stop after S seconds without a new file (default: run until Ctrl-C)")
@@ -49,8 +58,15 @@ def run(args: argparse.Namespace) -> int:
         score_log = opened.enter_context(closing(JsonLines(args.scores))) if args.scores else None
         monitor = Monitor(model, alert_policy(args), sinks, score_log, args.hop)
         try:
-            monitor_source(monitor, args.source, poll_s=args.poll, existing=args.existing,
-                           idle_exit_s=args.idle_exit, input_device=args.input_device, duration_s=args.duration)
+            monitor_source(
+                monitor,
+                args.source,
+                poll_s=args.poll,
+                existing=args.existing,
+                idle_exit_s=args.idle_exit,
+                input_device=args.input_device,
+                duration_s=args.duration,
+            )
         finally:
             opened.close()
             if args.plot:

@@ -46,10 +46,14 @@ def add_denoiser_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dev-noise", nargs="*", default=[], help="held-out noise for validation")
     p.add_argument("--run-dir", default="runs/denoiser", help="checkpoints and logs; resumed if present")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
-    p.add_argument("--init", default=None, help="start from these weights (a checkpoint or models/*.pt), e.g. to "
-                   "fine-tune the shipped model (a larger --hidden widens its GRU layers, and --phase-input or "
-                   "--deep-filter add theirs, keeping what the model does); "
-                   "ignored when resuming")
+    p.add_argument(
+        "--init",
+        default=None,
+        help="start from these weights (a checkpoint or models/*.pt), e.g. to "
+        "fine-tune the shipped model (a larger --hidden widens its GRU layers, and --phase-input or "
+        "--deep-filter add theirs, keeping what the model does); "
+        "ignored when resuming",
+    )
     p.add_argument("--minutes", type=float, default=30.0, help="training time budget (wall clock)")
     p.add_argument("--steps", type=int, default=0, help="step budget (0: time only)")
     p.add_argument("--batch", type=int, default=16)
@@ -65,7 +69,9 @@ def add_denoiser_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stoi-bands", type=int, default=None, metavar="BANDS",
                    help="one-third-octave bands of that term: STOI's 15 (the default, to 4.3 kHz) up to "
                         f"{MAX_STOI_BANDS} (to 8 kHz)")
-    p.add_argument("--sparsity", type=float, default=0.05, help="L1 weight on the code (relative to input RMS)")
+    p.add_argument(
+        "--sparsity", type=float, default=0.05, help="L1 weight on the code (relative to input RMS)"
+    )
     p.add_argument("--bottleneck", type=int, default=None)
     p.add_argument("--hidden", type=int, default=None)
     p.add_argument("--code", type=int, default=None)
@@ -77,16 +83,26 @@ def add_denoiser_training_options(p: argparse.ArgumentParser) -> None:
                         "conv blocks (v1)")
     p.add_argument("--phase-input", action="store_true",
                    help="spectral front end: the mask network also sees each bin's phase advance below 4 kHz")
-    p.add_argument("--deep-filter", type=int, default=None, metavar="TAPS",
-                   help="spectral front end: add a complex filter of TAPS (>= 2) frames to the mask below 4 kHz "
-                        "(implies --phase-input); 0 (the default): the mask alone")
+    p.add_argument(
+        "--deep-filter",
+        type=int,
+        default=None,
+        metavar="TAPS",
+        help="spectral front end: add a complex filter of TAPS (>= 2) frames to the mask below 4 kHz "
+        "(implies --phase-input); 0 (the default): the mask alone",
+    )
     p.add_argument("--dilations", type=int, nargs="+", default=None)
     p.add_argument("--device", default="auto", help="where training runs: auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=50)
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
-    p.add_argument("--stop-after", type=float, default=0.0, metavar="MINUTES",
-                   help="end this sitting after MINUTES, checkpointed, without ending the schedule: the same command "
-                        "resumes it (for runs longer than one sitting; SIGTERM and Ctrl-C stop the same way)")
+    p.add_argument(
+        "--stop-after",
+        type=float,
+        default=0.0,
+        metavar="MINUTES",
+        help="end this sitting after MINUTES, checkpointed, without ending the schedule: the same command "
+        "resumes it (for runs longer than one sitting; SIGTERM and Ctrl-C stop the same way)",
+    )
     p.add_argument("--export", default=None, help="write NAME.onnx and NAME.step.onnx when done")

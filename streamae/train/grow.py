@@ -57,7 +57,9 @@ def grow(old_state: dict[str, torch.Tensor], old: DenoiserConfig, new: DenoiserC
             target.zero_()
             target[:, :h] = value
         else:
-            raise ValueError(f"unexpected shape change in {name}: {tuple(value.shape)} -> {tuple(target.shape)}")
+            raise ValueError(
+                f"unexpected shape change in {name}: {tuple(value.shape)} -> {tuple(target.shape)}"
+            )
     return state
 
 
@@ -91,7 +93,10 @@ def interpolate(start: dict, tuned: dict, alpha: float, seed: int = 0) -> dict:
     ...}) -> a checkpoint of the tuned one's shape. A smaller start is grown first (`grow`, with the
     seed the fine-tune used), which reproduces the fine-tune's own starting point exactly
     (`scripts/research/interpolate_weights.py`)."""
-    start_config, tuned_config = DenoiserConfig.from_dict(start["config"]), DenoiserConfig.from_dict(tuned["config"])
+    start_config, tuned_config = (
+        DenoiserConfig.from_dict(start["config"]),
+        DenoiserConfig.from_dict(tuned["config"]),
+    )
     weights = start["model"]
     if start_config != tuned_config:
         if not can_grow(start_config, tuned_config):

@@ -56,8 +56,26 @@ def make_tiny_denoiser(root: Path) -> Path:
 
     make_speech_data(root)
     path = root / "tiny.onnx"
-    code = train_tiny(root, root / "run", "--steps", "4", "--code", "32", "--bottleneck", "16", "--hidden", "16",
-                      "--dilations", "1", "2", "4", "--log-every", "2", "--export", str(path))
+    code = train_tiny(
+        root,
+        root / "run",
+        "--steps",
+        "4",
+        "--code",
+        "32",
+        "--bottleneck",
+        "16",
+        "--hidden",
+        "16",
+        "--dilations",
+        "1",
+        "2",
+        "4",
+        "--log-every",
+        "2",
+        "--export",
+        str(path),
+    )
     assert code == 0 and path.exists()
     ckpt = torch.load(root / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
     net = DenoiserNet(DenoiserConfig.from_dict(ckpt["config"]))
@@ -88,8 +106,12 @@ def wake_and_export(net, path: Path, training: dict) -> None:
 # -- anomaly --------------------------------------------------------------------------------
 def make_machine_data(root: Path) -> Path:
     """root/{train,val,test_normal,test_anomalous}: 8 s clips of the synthetic machine."""
-    for name, n, seed0, bad in (("train", 5, 0, False), ("val", 3, 100, False), ("test_normal", 3, 200, False),
-                                ("test_anomalous", 3, 300, True)):
+    for name, n, seed0, bad in (
+        ("train", 5, 0, False),
+        ("val", 3, 100, False),
+        ("test_normal", 3, 200, False),
+        ("test_anomalous", 3, 300, True),
+    ):
         (root / name).mkdir(parents=True, exist_ok=True)
         for i in range(n):
             sf.write(root / name / f"{name}_{i}.wav", machine(8.0, seed0 + i, bad), RATE, subtype="PCM_16")

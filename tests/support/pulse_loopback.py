@@ -42,9 +42,15 @@ class PulseLoopback:
         self.rate, self.channels, self.rt_priority = rate, channels, rt_priority
         self.dir = Path(tempfile.mkdtemp(prefix="streamae-pulse-"))
         self.socket = self.dir / "native"
-        self.env = {**os.environ, "PULSE_SERVER": f"unix:{self.socket}", "PULSE_RUNTIME_PATH": str(self.dir),
-                    "XDG_RUNTIME_DIR": str(self.dir), "PULSE_STATE_PATH": str(self.dir), "HOME": str(self.dir),
-                    "PULSE_COOKIE": str(self.dir / "cookie")}
+        self.env = {
+            **os.environ,
+            "PULSE_SERVER": f"unix:{self.socket}",
+            "PULSE_RUNTIME_PATH": str(self.dir),
+            "XDG_RUNTIME_DIR": str(self.dir),
+            "PULSE_STATE_PATH": str(self.dir),
+            "HOME": str(self.dir),
+            "PULSE_COOKIE": str(self.dir / "cookie"),
+        }
         self.procs: list[subprocess.Popen] = []
 
     def __enter__(self) -> "PulseLoopback":
@@ -84,15 +90,27 @@ class PulseLoopback:
                               timeout=10).stdout
 
     def _spawn(self, cmd: list[str]) -> None:
-        self.procs.append(subprocess.Popen(cmd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.PIPE if "pulseaudio" in cmd else subprocess.DEVNULL))
+        self.procs.append(
+            subprocess.Popen(
+                cmd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE if "pulseaudio" in cmd else subprocess.DEVNULL,
+            )
+        )
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs[0].poll() is not None:
-                raise RuntimeError(f"pulseaudio exited: {self.procs[0].stderr.read().decode(errors='replace')[-500:]}")
-            if subprocess.run(["pactl", "info"], env=self.env, capture_output=True, timeout=10).returncode == 0:
+                raise RuntimeError(
+                    f"pulseaudio exited: {self.procs[0].stderr.read().decode(errors='replace')[-500:]}"
+                )
+            if (
+                subprocess.run(["pactl", "info"], env=self.env, capture_output=True, timeout=10).returncode
+                == 0
+            ):
                 return
             time.sleep(0.05)
         raise RuntimeError("pulseaudio did not start within 10 s")

@@ -14,7 +14,7 @@ import onnxruntime as ort  # noqa: E402
 from streamae import Denoiser  # noqa: E402
 
 from conftest import noise, speechlike  # noqa: E402
-from support.models import TINY_DENOISER, train_tiny  # noqa: E402
+from support.models import TINY_DENOISER, TINY_SHAPE, train_tiny  # noqa: E402
 
 
 def test_exported_model_loads_and_reports_itself(trained_tiny_model):
@@ -364,23 +364,7 @@ def test_a_non_finite_loss_is_skipped_and_its_batch_kept_for_diagnosis(
 
     monkeypatch.setattr(train_denoiser, "multi_resolution_stft", flaky)
     run = tmp_path / "run"
-    assert (
-        train_tiny(
-            trained_tiny_model.parent,
-            run,
-            "--steps",
-            "2",
-            "--code",
-            "32",
-            "--bottleneck",
-            "16",
-            "--hidden",
-            "16",
-            "--dilations",
-            "1",
-        )
-        == 0
-    )
+    assert train_tiny(trained_tiny_model.parent, run, "--steps", "2", *TINY_SHAPE, "--dilations", "1") == 0
     assert '"skipped_batches": 1' in capsys.readouterr().out
     kept = torch.load(run / "nonfinite-1.pt", weights_only=False)
     assert kept["noisy"].shape == kept["clean"].shape and torch.isfinite(kept["noisy"]).all()

@@ -25,6 +25,7 @@ from .signals import RATE, machine, noise, speechlike
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TINY_DENOISER = FIXTURES / "tiny.onnx"
 TINY_ANOMALY = FIXTURES / "tiny-anomaly.onnx"
+TINY_SHAPE = ("--code", "32", "--bottleneck", "16", "--hidden", "16")  # the tiny denoiser's widths
 
 
 # -- denoiser -------------------------------------------------------------------------------
@@ -56,26 +57,8 @@ def make_tiny_denoiser(root: Path) -> Path:
 
     make_speech_data(root)
     path = root / "tiny.onnx"
-    code = train_tiny(
-        root,
-        root / "run",
-        "--steps",
-        "4",
-        "--code",
-        "32",
-        "--bottleneck",
-        "16",
-        "--hidden",
-        "16",
-        "--dilations",
-        "1",
-        "2",
-        "4",
-        "--log-every",
-        "2",
-        "--export",
-        str(path),
-    )
+    code = train_tiny(root, root / "run", "--steps", "4", *TINY_SHAPE, "--dilations", "1", "2", "4",
+                      "--log-every", "2", "--export", str(path))
     assert code == 0 and path.exists()
     ckpt = torch.load(root / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
     net = DenoiserNet(DenoiserConfig.from_dict(ckpt["config"]))

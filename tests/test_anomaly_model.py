@@ -292,3 +292,14 @@ def test_an_alert_still_open_at_the_end_names_its_source(model, data):
     assert [e["event"] for e in monitor.events] == ["anomaly_start", "anomaly_end"]
     assert monitor.events[-1]["reason"] == "stream ended"
     assert all(e["source"] == str(path) for e in monitor.events)
+
+
+def test_the_monitors_microphone_option_is_named_for_what_it_chooses():
+    """-i/--input-device picks the microphone, as in `streamae live`; --device, its old name, still
+    works (elsewhere --device means cpu or cuda)."""
+    from streamae.cli import build_parser
+
+    for flag in ("-i", "--input-device", "--device"):
+        args = build_parser().parse_args(["monitor", "mic", "--model", "m.onnx", flag, "USB"])
+        assert args.input_device == "USB"
+    assert build_parser().parse_args(["monitor", "mic", "--model", "m.onnx"]).input_device is None

@@ -1,7 +1,10 @@
 # The two commands in README.md: `make demo` (clean the example with the shipped model)
 # and `make test`. Each sets itself up on a fresh Debian machine with Python 3.11.
+# The demo needs the runtime alone (numpy, onnxruntime, soundfile, soxr); the tests also
+# install live audio, training (torch, CPU build) and the test tools (pytest, ruff).
 VENV ?= .venv
 PY := $(VENV)/bin/python
+RUNTIME := $(VENV)/.runtime
 STAMP := $(VENV)/.installed
 
 # Live audio needs PortAudio; the microphone test (tests/test_live_pulse.py) needs a PulseAudio
@@ -22,17 +25,23 @@ system:
 		else echo "note: live audio and its tests need:" $$missing "(apt-get install)"; fi; \
 	fi
 
-$(STAMP): pyproject.toml | system
+$(RUNTIME): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(STAMP): $(RUNTIME) | system
 	$(PY) -m pip install -q -e '.[train,live,test]'
 	touch $@
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	@mkdir -p out
 	$(VENV)/bin/streamae denoise examples/noisy_speech.flac -o out/noisy_speech.clean.flac --overwrite
 
+# ruff first (seconds), then the suite (which runs it again, in tests/test_lint.py)
 test: $(STAMP)
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q
 
 clean:

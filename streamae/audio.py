@@ -1,6 +1,7 @@
 """Audio file I/O and resampling (soundfile + soxr); arrays are float32 [channels, samples]."""
 from __future__ import annotations
 
+import fnmatch
 import os
 from pathlib import Path
 from typing import Iterator
@@ -11,7 +12,10 @@ import soxr
 
 from .errors import StreamaeError
 
+SAMPLE_RATE = 16000  # every model here runs at it, and every quality score is measured at it
 RESAMPLE_QUALITY = "HQ"
+FILE_BLOCK_SECONDS = 10.0  # audio read from a file at a time: memory stays flat for long recordings
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 
 
 def open_input(path: str | Path) -> sf.SoundFile:
@@ -33,8 +37,10 @@ def open_input(path: str | Path) -> sf.SoundFile:
     return f
 
 
-def read_blocks(f: sf.SoundFile, block: int) -> Iterator[np.ndarray]:
-    """Yield float32 [channels, n] blocks; a decode error mid-file becomes a StreamaeError."""
+def read_blocks(f: sf.SoundFile, block: int | None = None) -> Iterator[np.ndarray]:
+    """Yield float32 [channels, n] blocks of `block` frames (default FILE_BLOCK_SECONDS' worth);
+    a decode error mid-file becomes a StreamaeError."""
+    block = block or int(FILE_BLOCK_SECONDS * f.samplerate)
     while True:
         try:
             data = f.read(block, dtype="float32", always_2d=True)
@@ -64,7 +70,9 @@ def output_format(path: str | Path, like: sf.SoundFile | None = None) -> tuple[s
     formats = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "oga": "OGG", "opus": "OGG", "mp3": "MP3",
                "aiff": "AIFF", "aif": "AIFF", "au": "AU", "caf": "CAF", "w64": "W64"}
     if ext not in formats:
-        raise StreamaeError(f"unknown output format '.{ext}' (use one of: {', '.join(sorted(formats))})", path)
+        raise StreamaeError(
+            f"unknown output format '.{ext}' (use one of: {', '.join(sorted(formats))})", path
+        )
     fmt = formats[ext]
     if ext == "opus":
         return fmt, "OPUS"
@@ -89,7 +97,9 @@ class AtomicAudioWriter:
                                       format=fmt, subtype=subtype)
         except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
             self._tmp.unlink(missing_ok=True)
-            raise StreamaeError(f"cannot write {fmt}/{subtype} at {sample_rate} Hz ({_reason(e)})", self.path) from None
+            raise StreamaeError(
+                f"cannot write {fmt}/{subtype} at {sample_rate} Hz ({_reason(e)})", self.path
+            ) from None
 
     def write(self, audio: np.ndarray) -> None:
         """audio: float32 [channels, n]."""
@@ -127,17 +137,13 @@ def _reason(e: Exception) -> str:
     return text.split(": ", 1)[-1] if "Error opening" in text else text
 
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
-
-
 def audio_files(paths: list[str | Path]) -> list[Path]:
     """Files named directly plus the audio files under named folders (sorted, hidden ones left
     out); none is an error."""
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file()
-                            and not any(part.startswith(".") for part in f.relative_to(p).parts))  # ._x.wav, .Trash
+            files += find_audio(p)
         elif p.is_file():
             files.append(p)
         else:
@@ -145,3 +151,40 @@ def audio_files(paths: list[str | Path]) -> list[Path]:
     if not files:
         raise StreamaeError(f"no audio files under {', '.join(map(str, paths))}")
     return files
+
+
+def find_audio(folder: str | Path, recursive: bool = True, pattern: str | None = None,
+               skip: str | Path | None = None) -> list[Path]:
+    """The audio files (or, with `pattern`, the files whose name matches it) in `folder` and, if
+    `recursive`, its sub-folders, sorted. Hidden files and folders (._x.wav, .Trash) are left out,
+    and so is the folder `skip` (an output folder inside the input, say)."""
+    skip = Path(skip).resolve() if skip is not None else None
+    found = []
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        if skip is not None and here.resolve() == skip:
+            dirs.clear()
+            continue
+        dirs[:] = sorted(d for d in dirs if recursive and not d.startswith("."))
+        found += [
+            here / name
+            for name in files
+            if not name.startswith(".")
+            and (fnmatch.fnmatch(name, pattern) if pattern else Path(name).suffix.lower() in AUDIO_SUFFIXES)
+        ]
+    return sorted(found)
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether both paths exist and are the same file (a link, another spelling)."""
+    return Path(a).exists() and Path(b).exists() and os.path.samefile(a, b)
+
+
+def check_output(source: str | Path, target: str | Path, overwrite: bool) -> None:
+    """Refuse to write over a folder, or over an existing file (the input above all) unless `overwrite`."""
+    target = Path(target)
+    if target.is_dir():
+        raise StreamaeError("is a directory, expected an output file path", target)
+    if target.exists() and not overwrite:
+        raise StreamaeError("is the input file; pass --overwrite to replace it" if same_file(source, target)
+                            else "already exists; pass --overwrite to replace it", target)

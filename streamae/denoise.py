@@ -10,8 +10,6 @@ a killed run is finished by running it again.
 """
 from __future__ import annotations
 
-import argparse
-import fnmatch
 import multiprocessing
 import os
 import sys
@@ -23,11 +21,17 @@ from typing import Callable
 
 import numpy as np
 
-from .audio import AUDIO_SUFFIXES, AtomicAudioWriter, open_input, output_format, read_blocks
+from .audio import (
+    AtomicAudioWriter,
+    check_output,
+    find_audio,
+    open_input,
+    output_format,
+    read_blocks,
+    same_file,
+)
 from .denoiser import Denoiser
 from .errors import StreamaeError
-
-BLOCK_SECONDS = 10.0
 
 
 @dataclass
@@ -38,16 +42,18 @@ class FileResult:
     elapsed_seconds: float
 
 
-def denoise_file(denoiser: Denoiser, source: str | Path, target: str | Path, overwrite: bool = False) -> FileResult:
+def denoise_file(
+    denoiser: Denoiser, source: str | Path, target: str | Path, overwrite: bool = False
+) -> FileResult:
     source, target = Path(source), Path(target)
-    check_target(source, target, overwrite)
+    check_output(source, target, overwrite)
     started = time.perf_counter()
     with open_input(source) as f:
         fmt, subtype = output_format(target, like=f)
         stream = denoiser.stream(f.samplerate, channels=f.channels)
         to_skip = stream.latency_samples
         with AtomicAudioWriter(target, f.samplerate, f.channels, fmt, subtype) as out:
-            for block in read_blocks(f, int(BLOCK_SECONDS * f.samplerate)):
+            for block in read_blocks(f):
                 to_skip = _write_after(out, stream.process(block), to_skip)
             _write_after(out, np.atleast_2d(stream.flush()), to_skip)
         seconds = f.frames / f.samplerate
@@ -60,16 +66,6 @@ def _write_after(out: AtomicAudioWriter, y: np.ndarray, to_skip: int) -> int:
     if y.shape[-1] > skip:
         out.write(y[:, skip:])
     return to_skip - skip
-
-
-def check_target(source: Path, target: Path, overwrite: bool) -> None:
-    if target.is_dir():
-        raise StreamaeError("is a directory, expected an output file path", target)
-    if target.exists():
-        if not overwrite:
-            same = source.exists() and os.path.samefile(source, target)
-            raise StreamaeError("is the input file; pass --overwrite to replace it" if same
-                                else "already exists; pass --overwrite to replace it", target)
 
 
 # -- many files -----------------------------------------------------------------------------
@@ -87,19 +83,25 @@ class Outcome:
     audio_seconds: float = 0.0
 
 
-def plan_jobs(inputs: list[str], out_dir: str | Path, recursive: bool = False, pattern: str | None = None) -> list[Job]:
+def plan_jobs(
+    inputs: list[str], out_dir: str | Path, recursive: bool = False, pattern: str | None = None
+) -> list[Job]:
     """Files map to DIR/name, folders' contents to DIR/<path inside the folder> (mirrored)."""
     out_dir = Path(out_dir)
     jobs: list[Job] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            jobs += [Job(f, out_dir / f.relative_to(item)) for f in _walk(item, recursive, pattern, out_dir)]
+            jobs += [
+                Job(f, out_dir / f.relative_to(item)) for f in find_audio(item, recursive, pattern, out_dir)
+            ]
         elif item.is_file():
             jobs.append(Job(item, out_dir / item.name))
         else:
             raise StreamaeError("no such file or folder", item)
     if not jobs:
-        raise StreamaeError(f"no audio files in {', '.join(inputs)}" + ("" if recursive else " (add --recursive?)"))
+        raise StreamaeError(
+            f"no audio files in {', '.join(inputs)}" + ("" if recursive else " (add --recursive?)")
+        )
     seen: dict[Path, Path] = {}
     for j in jobs:
         if j.target in seen:
@@ -108,33 +110,14 @@ def plan_jobs(inputs: list[str], out_dir: str | Path, recursive: bool = False, p
     return jobs
 
 
-def _walk(folder: Path, recursive: bool, pattern: str | None, out_dir: Path) -> list[Path]:
-    """Audio files (or files matching `pattern`) in `folder`, sorted; hidden files and the
-    output folder (when it lies inside `folder`) are left out."""
-    found = []
-    skip = out_dir.resolve()
-    for root, dirs, files in os.walk(folder):
-        if Path(root).resolve() == skip or not recursive:
-            dirs.clear()
-            if Path(root).resolve() == skip:
-                continue
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (Path(root) / d).resolve() != skip)
-        for name in files:
-            if name.startswith("."):
-                continue
-            if fnmatch.fnmatch(name, pattern) if pattern else Path(name).suffix.lower() in AUDIO_SUFFIXES:
-                found.append(Path(root) / name)
-    return sorted(found)
-
-
 def run_batch(jobs: list[Job], make_denoiser: Callable[[], Denoiser], workers: int, overwrite: bool = False,
               progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Clean every job; `make_denoiser()` runs once per worker process. Never raises for one file."""
     todo, outcomes = [], []
     for job in jobs:
         if job.target.exists() and not overwrite:
-            same = os.path.samefile(job.source, job.target)
-            outcomes.append(Outcome(job, "skipped", "is the input file" if same else "already done"))
+            reason = "is the input file" if same_file(job.source, job.target) else "already done"
+            outcomes.append(Outcome(job, "skipped", reason))
         else:
             todo.append(job)
     report = progress or (lambda outcome: None)
@@ -236,7 +219,10 @@ class Progress:
 def summary(outcomes: list[Outcome]) -> str:
     by = {s: [o for o in outcomes if o.status == s] for s in ("done", "skipped", "failed")}
     hours = sum(o.audio_seconds for o in by["done"]) / 3600
-    lines = [f"done {len(by['done'])} ({hours:.3f} h of audio), skipped {len(by['skipped'])}, failed {len(by['failed'])}"]
+    lines = [
+        f"done {len(by['done'])} ({hours:.3f} h of audio), skipped {len(by['skipped'])}, failed "
+        f"{len(by['failed'])}"
+    ]
     reasons: dict[str, int] = {}
     for o in by["skipped"]:
         reasons[o.reason] = reasons.get(o.reason, 0) + 1
@@ -244,69 +230,3 @@ def summary(outcomes: list[Outcome]) -> str:
               for why, n in reasons.items()]
     lines += [f"  failed: {o.job.source}: {o.reason}" for o in by["failed"]]
     return "\n".join(lines)
-
-
-# -- command --------------------------------------------------------------------------------
-def add_parser(sub) -> None:
-    from .cli import add_model_options
-
-    p = sub.add_parser("denoise", help="clean audio files", description="Clean audio files: WAV/FLAC/OGG/MP3, "
-                       "any rate and channel count; outputs keep format, rate, channels, length and timing. "
-                       "One file: IN -o OUT. Many: IN... --out-dir DIR (folders mirrored; rerun to resume).")
-    p.add_argument("input", nargs="+", help="audio file(s) or folder(s) to clean")
-    p.add_argument("-o", "--output", default=None, help="output file (one input); its extension picks the format")
-    p.add_argument("--out-dir", default=None, help="write each input's cleaned copy under this folder")
-    p.add_argument("--recursive", action="store_true", help="descend into sub-folders of input folders")
-    p.add_argument("--glob", default=None, metavar="PATTERN",
-                   help="in folders, clean files whose name matches (default: known audio extensions)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="files cleaned in parallel (default: cores)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace existing outputs (also OUTPUT == INPUT); without it, done files are skipped")
-    add_model_options(p, default="quality")
-    p.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.out_dir is None:
-        if args.output is None or len(args.input) != 1:
-            raise StreamaeError("give -o OUT for one input file, or --out-dir DIR for many")
-        if Path(args.input[0]).is_dir():
-            raise StreamaeError("is a folder: clean the files in it with --out-dir DIR, not -o", args.input[0])
-        return _run_one(args)
-    if args.output is not None:
-        raise StreamaeError("-o and --out-dir cannot be used together")
-    if args.jobs < 1:
-        raise StreamaeError("--jobs must be at least 1")
-    return _run_many(args)
-
-
-def _run_one(args: argparse.Namespace) -> int:
-    from .cli import load_denoiser
-
-    denoiser = load_denoiser(args)
-    result = denoise_file(denoiser, args.input[0], args.output, overwrite=args.overwrite)
-    speed = result.audio_seconds / max(result.elapsed_seconds, 1e-9)
-    print(f"wrote {result.target} ({result.audio_seconds:.1f} s of audio in {result.elapsed_seconds:.2f} s, "
-          f"{speed:.0f}x real time; model latency {denoiser.latency_samples} samples = "
-          f"{1000 * denoiser.latency_samples / denoiser.sample_rate:.1f} ms at {denoiser.sample_rate} Hz)")
-    return 0
-
-
-def _run_many(args: argparse.Namespace) -> int:
-    from functools import partial
-
-    from .cli import load_denoiser
-
-    out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise StreamaeError("is not a folder", out_dir)
-    jobs = plan_jobs(args.input, out_dir, args.recursive, args.glob)
-    workers = min(args.jobs, len(jobs))
-    if workers > 1 and not args.threads:
-        args.threads = 1  # processes, not threads, share the cores
-    load_denoiser(args)  # fail fast (bad model, --device cuda without CUDA) before any process starts
-    out_dir.mkdir(parents=True, exist_ok=True)
-    print(f"denoise: {len(jobs)} files -> {out_dir} with {workers} process(es)", file=sys.stderr)
-    outcomes = run_batch(jobs, partial(load_denoiser, args), workers, args.overwrite, Progress(len(jobs)))
-    print(summary(outcomes), file=sys.stderr)
-    return 1 if any(o.status == "failed" for o in outcomes) else 0

@@ -46,15 +46,21 @@ class Denoiser:
         step = step_graph_path(path)
         if not step.exists() and path.exists():
             kind = runtime.metadata(runtime.session(path)).get("kind")
-            raise StreamaeError(f"its streaming step graph {step.name} is missing beside it" if kind == "denoiser"
-                                else f"not a streamae denoiser (metadata streamae.kind is {kind!r})", path)
+            raise StreamaeError(
+                f"its streaming step graph {step.name} is missing beside it"
+                if kind == "denoiser"
+                else f"not a streamae denoiser (metadata streamae.kind is {kind!r})",
+                path,
+            )
         self.session = runtime.session(step, threads=threads, device=device)
         self.info = runtime.metadata(self.session)
         if self.info.get("kind") != "denoiser" or len(self.session.get_inputs()) < 2:
-            raise StreamaeError("not a streamae denoiser step graph (metadata streamae.kind, state inputs)", step)
+            raise StreamaeError(
+                "not a streamae denoiser step graph (metadata streamae.kind, state inputs)", step
+            )
         if len(self.session.get_inputs()[0].shape) != 1:
             raise StreamaeError("a step graph with a batch axis, from an older streamae: re-export it with "
-                                "scripts/export_denoiser.py", step)
+                                "scripts/release/export_denoiser.py", step)
         config = self.info["config"]
         self.sample_rate: int = config["sample_rate"]
         self.hop: int = config["hop"]
@@ -73,14 +79,18 @@ class Denoiser:
         """Each channel's zero states: the step graph runs one channel per call."""
         return [[np.zeros(shape, np.float32) for shape in self._state_shapes] for _ in range(channels)]
 
-    def run_step(self, audio: np.ndarray, states: list[list[np.ndarray]]) -> tuple[np.ndarray, list[list[np.ndarray]]]:
+    def run_step(
+        self, audio: np.ndarray, states: list[list[np.ndarray]]
+    ) -> tuple[np.ndarray, list[list[np.ndarray]]]:
         """audio [channels, T*hop] -> (clean [channels, T*hop] lagging `delay`, states), a call per channel.
 
         The step graph has no batch axis, so onnxruntime can fuse its MatMuls into 2-D Gemms."""
         clean = np.empty_like(audio)
         new_states = []
         for channel, channel_states in enumerate(states):
-            outputs = self.session.run(self._output_names, dict(zip(self._input_names, (audio[channel], *channel_states))))
+            outputs = self.session.run(
+                self._output_names, dict(zip(self._input_names, (audio[channel], *channel_states)))
+            )
             clean[channel] = outputs[0]
             new_states.append(outputs[1:])
         return clean, new_states
@@ -96,8 +106,10 @@ class Denoiser:
         if x.ndim not in (1, 2) or x.shape[-1] == 0:
             raise StreamaeError(f"expected audio of shape [samples] or [channels, samples], got {x.shape}")
         if x.ndim == 2 and x.shape[0] > MAX_CHANNELS:
-            raise StreamaeError(f"audio of shape {x.shape} would be {x.shape[0]} channels: pass [channels, samples] "
-                                "(soundfile reads [samples, channels]: use x.T)")
+            raise StreamaeError(
+                f"audio of shape {x.shape} would be {x.shape[0]} channels: pass [channels, samples] "
+                "(soundfile reads [samples, channels]: use x.T)"
+            )
         x2 = np.atleast_2d(x)
         s = self.stream(sample_rate, channels=x2.shape[0])
         out = np.concatenate([s.process(x2), np.atleast_2d(s.flush())], axis=-1)[:, s.latency_samples:]
@@ -147,7 +159,9 @@ class DenoiserStream:
         self.denoiser = denoiser
         self.sample_rate = int(sample_rate)
         self.channels = channels
-        self.latency_samples = _stream_latency(denoiser.sample_rate, self.sample_rate, denoiser.hop, denoiser.delay)
+        self.latency_samples = _stream_latency(
+            denoiser.sample_rate, self.sample_rate, denoiser.hop, denoiser.delay
+        )
         self.reset()
 
     def reset(self) -> None:

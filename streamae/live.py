@@ -5,7 +5,6 @@ sounddevice is imported only when a device is opened, so file-only use needs no 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import threading
@@ -21,6 +20,8 @@ from .denoiser import Denoiser, DenoiserStream
 from .errors import StreamaeError
 from .worker import BlockWorker, FrameRing, ProcessBlock
 
+CHUNK_MS = 10.0  # the block the model cleans at a time
+BUFFER_CHUNKS = 2  # chunks the model may take before its output is due
 STALL_SECONDS = 3.0  # no input for this long: the device stream is dead, say so instead of hanging
 SWITCH_INTERVAL_S = 0.001  # the GIL hand-over the audio callback may wait for (CPython's default: 5 ms)
 
@@ -97,8 +98,14 @@ def listen(process_block: ProcessBlock, *, sample_rate: int | None = None, block
         _count_device_xruns(worker, status)
         worker.push(indata)
 
-    stream = _open(sd.InputStream, device=index, samplerate=rate, channels=channels, blocksize=min(frames, rate // 100),
-                   callback=callback)
+    stream = _open(
+        sd.InputStream,
+        device=index,
+        samplerate=rate,
+        channels=channels,
+        blocksize=min(frames, rate // 100),
+        callback=callback,
+    )
     with worker, stream:
         yield worker
 
@@ -158,61 +165,84 @@ class Recorder:
 
 
 # -- sessions -------------------------------------------------------------------------------
-def run_devices(args: argparse.Namespace, load_denoiser: Callable[[], Denoiser]) -> None:
-    """Microphone -> denoiser -> output device and/or --record file, until --duration or Ctrl-C."""
+def run_devices(
+    load_denoiser: Callable[[], Denoiser],
+    *,
+    input_device: str | int | None = None,
+    output_device: str | int | None = None,
+    record: str | Path | None = None,
+    duration_s: float | None = None,
+    rate: int | None = None,
+    channels: int = 1,
+    chunk_ms: float = CHUNK_MS,
+    callback_ms: float | None = None,
+    buffer_chunks: int = BUFFER_CHUNKS,
+    rt_priority: int = 0,
+    stats_every_s: float = 0.0,
+) -> None:
+    """Microphone -> denoiser -> output device and/or `record` file, until `duration_s` or Ctrl-C.
+
+    Plays to `output_device` (default: the system's) unless only recording. The device buffer
+    per callback is `callback_ms` (default: `chunk_ms`; 0: the device's choice)."""
     sd = sounddevice()
-    if args.rt_priority:
-        raise_priority(args.rt_priority)  # before any audio thread starts: they inherit it
-    in_index = resolve_device(args.input_device, "input")
-    play = args.output_device is not None or not args.record
-    out_index = resolve_device(args.output_device, "output") if play else None
+    if rt_priority:
+        raise_priority(rt_priority)  # before any audio thread starts: they inherit it
+    in_index = resolve_device(input_device, "input")
+    play = output_device is not None or not record
+    out_index = resolve_device(output_device, "output") if play else None
     denoiser = load_denoiser()
-    rate = int(args.rate or sd.query_devices(in_index)["default_samplerate"])
-    stream, worker = _worker_for(args, denoiser, rate)
-    limit = int(args.duration * rate) if args.duration else None
+    rate = int(rate or sd.query_devices(in_index)["default_samplerate"])
+    stream, worker = _worker_for(denoiser, rate, channels, chunk_ms, buffer_chunks)
+    limit = int(duration_s * rate) if duration_s else None
     recorder: Recorder | None = None  # created last: nothing may fail between it and its close()
-    scratch = [np.zeros((worker.block_frames * 8, args.channels), np.float32)]
+    scratch = [np.zeros((worker.block_frames * 8, channels), np.float32)]
 
     def callback(indata, *rest):
         if not play and len(indata) > len(scratch[0]):
-            scratch[0] = np.zeros((len(indata), args.channels), np.float32)
+            scratch[0] = np.zeros((len(indata), channels), np.float32)
         outdata = rest[0] if play else scratch[0][:len(indata)]
         _count_device_xruns(worker, rest[-1])
         worker.process(indata, outdata)
         if recorder:
             recorder.write(outdata)
 
-    callback_ms = args.chunk_ms if args.callback_ms is None else args.callback_ms
+    callback_ms = chunk_ms if callback_ms is None else callback_ms
     common = dict(samplerate=rate, blocksize=round(callback_ms * rate / 1000), callback=callback)
     if play:
-        audio = _open(sd.Stream, device=(in_index, out_index), channels=args.channels,
+        audio = _open(sd.Stream, device=(in_index, out_index), channels=channels,
                       prime_output_buffers_using_stream_callback=True, **common)
     else:
-        audio = _open(sd.InputStream, device=in_index, channels=args.channels, **common)
+        audio = _open(sd.InputStream, device=in_index, channels=channels, **common)
     device_ms = 1000 * (sum(audio.latency) if play else audio.latency)
-    names = f"{sd.query_devices(in_index)['name']}" + (f" -> {sd.query_devices(out_index)['name']}" if play else "")
+    names = f"{sd.query_devices(in_index)['name']}" + (
+        f" -> {sd.query_devices(out_index)['name']}" if play else ""
+    )
     _print_latency(names, denoiser, stream, worker, device_ms, device=True)
-    recorder = _recorder(args, rate, limit) if args.record else None
-    _run_until_done(worker, audio, recorder, limit, args.stats)
+    if record:
+        fmt, subtype = output_format(record)
+        recorder = Recorder(Path(record), rate, channels, fmt, subtype, limit=limit)
+    _run_until_done(worker, audio, recorder, limit, stats_every_s)
 
 
-def run_file(args: argparse.Namespace, denoiser: Denoiser) -> None:
-    """--input-file through the same worker: paced like a device (--realtime) or lossless, fast."""
-    with open_input(args.input_file) as f:
+def run_file(denoiser: Denoiser, input_file: str | Path, record: str | Path, *, realtime: bool = False,
+             duration_s: float | None = None, chunk_ms: float = CHUNK_MS, buffer_chunks: int = BUFFER_CHUNKS,
+             stats_every_s: float = 0.0) -> None:
+    """`input_file` through the same worker into `record`: paced like a device (`realtime`) or
+    lossless, as fast as possible."""
+    with open_input(input_file) as f:
         rate, channels, frames = f.samplerate, f.channels, f.frames
-        args.channels = channels
-        stream, worker = _worker_for(args, denoiser, rate, lossless=not args.realtime)
-        fmt, subtype = output_format(args.record, like=f)
-        limit = min(frames, int(args.duration * rate)) if args.duration else frames
-        recorder = Recorder(Path(args.record), rate, channels, fmt, subtype, limit=limit)
+        stream, worker = _worker_for(denoiser, rate, channels, chunk_ms, buffer_chunks, lossless=not realtime)
+        fmt, subtype = output_format(record, like=f)
+        limit = min(frames, int(duration_s * rate)) if duration_s else frames
+        recorder = Recorder(Path(record), rate, channels, fmt, subtype, limit=limit)
         blocks = read_blocks(f, worker.block_frames)
         ok = False
         try:
-            _print_latency(f"{args.input_file} ({'real time' if args.realtime else 'as fast as possible'})",
+            _print_latency(f"{input_file} ({'real time' if realtime else 'as fast as possible'})",
                            denoiser, stream, worker, 0.0, device=False)
             with worker:
-                if args.realtime:
-                    _pace(worker, recorder, blocks, rate, limit, args.stats)
+                if realtime:
+                    _pace(worker, recorder, blocks, rate, limit, stats_every_s)
                 else:
                     _lossless(worker, recorder, blocks, limit)
             ok = True
@@ -221,19 +251,15 @@ def run_file(args: argparse.Namespace, denoiser: Denoiser) -> None:
     _print_summary(worker, recorder)
 
 
-def _worker_for(args, denoiser, rate: int, lossless: bool = False):
-    stream = denoiser.stream(rate, channels=args.channels)
-    stream.process(np.zeros((args.channels, rate // 10), np.float32))  # warm up onnxruntime: the first
+def _worker_for(denoiser: Denoiser, rate: int, channels: int, chunk_ms: float, buffer_chunks: int,
+                lossless: bool = False) -> tuple[DenoiserStream, BlockWorker]:
+    stream = denoiser.stream(rate, channels=channels)
+    stream.process(np.zeros((channels, rate // 10), np.float32))  # warm up onnxruntime: the first
     stream.reset()  # call is slow and would miss its deadline
-    block = max(1, round(args.chunk_ms * rate / 1000))
-    worker = BlockWorker(stream.process, block, args.channels, sample_rate=rate,
-                         latency_frames=stream.latency_samples, slack_blocks=args.buffer_chunks, lossless=lossless)
+    block = max(1, round(chunk_ms * rate / 1000))
+    worker = BlockWorker(stream.process, block, channels, sample_rate=rate,
+                         latency_frames=stream.latency_samples, slack_blocks=buffer_chunks, lossless=lossless)
     return stream, worker
-
-
-def _recorder(args, rate: int, limit: int | None) -> Recorder:
-    fmt, subtype = output_format(args.record)
-    return Recorder(Path(args.record), rate, args.channels, fmt, subtype, limit=limit)
 
 
 def raise_priority(priority: int) -> None:
@@ -245,7 +271,9 @@ def raise_priority(priority: int) -> None:
         print(f"live: cannot raise priority ({e}); running at normal priority", file=sys.stderr)
 
 
-def _run_until_done(worker: BlockWorker, audio, recorder: Recorder | None, limit: int | None, stats_every: float) -> None:
+def _run_until_done(
+    worker: BlockWorker, audio, recorder: Recorder | None, limit: int | None, stats_every: float
+) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     ok = False
     try:
@@ -273,9 +301,13 @@ def _wait(worker: BlockWorker, recorder: Recorder | None, limit: int | None, sta
             if worker.stats.blocks_in != seen:
                 seen, seen_at = worker.stats.blocks_in, time.monotonic()
             elif time.monotonic() - seen_at > STALL_SECONDS:
-                raise StreamaeError(f"the input device delivered no audio for {STALL_SECONDS:.0f} s (PortAudio's "
-                                    "ALSA duplex stalls with some buffer sizes: try another --callback-ms or --rate)")
-            if limit is not None and (recorder.full() if recorder else worker.stats.blocks_in * worker.block_frames >= limit):
+                raise StreamaeError(
+                    f"the input device delivered no audio for {STALL_SECONDS:.0f} s (PortAudio's "
+                    "ALSA duplex stalls with some buffer sizes: try another --callback-ms or --rate)"
+                )
+            if limit is not None and (
+                recorder.full() if recorder else worker.stats.blocks_in * worker.block_frames >= limit
+            ):
                 return
             if time.monotonic() >= next_stats:
                 print(f"live: {worker.stats.line()}", file=sys.stderr, flush=True)
@@ -336,16 +368,26 @@ def _lossless(worker: BlockWorker, recorder: Recorder, blocks: Iterator[np.ndarr
         raise failed[0]
 
 
-def _print_latency(names: str, denoiser: Denoiser, stream: DenoiserStream, worker: BlockWorker, device_ms: float,
-                   device: bool) -> None:
+def _print_latency(
+    names: str,
+    denoiser: Denoiser,
+    stream: DenoiserStream,
+    worker: BlockWorker,
+    device_ms: float,
+    device: bool,
+) -> None:
     rate = stream.sample_rate
     model_ms = 1000 * denoiser.latency_samples / denoiser.sample_rate
     resample_ms = stream.latency_ms - model_ms
     buffer_ms = 1000 * (worker.delay_frames - worker.latency_frames) / rate
     total = stream.latency_ms + buffer_ms + device_ms
-    print(f"live: {names}, {rate} Hz, {stream.channels} ch, chunk {1000 * worker.block_frames / rate:.1f} ms; "
-          f"latency {total:.1f} ms = model {model_ms:.1f} + resampling {resample_ms:.1f} "
-          f"+ buffering {buffer_ms:.1f} + device {device_ms:.1f}", file=sys.stderr, flush=True)
+    print(
+        f"live: {names}, {rate} Hz, {stream.channels} ch, chunk {1000 * worker.block_frames / rate:.1f} ms; "
+        f"latency {total:.1f} ms = model {model_ms:.1f} + resampling {resample_ms:.1f} "
+        f"+ buffering {buffer_ms:.1f} + device {device_ms:.1f}",
+        file=sys.stderr,
+        flush=True,
+    )
     if device and rate != denoiser.sample_rate:
         print(f"live: tip: --rate {denoiser.sample_rate} (if the device allows it) saves the "
               f"{resample_ms:.0f} ms of resampling", file=sys.stderr)
@@ -354,59 +396,7 @@ def _print_latency(names: str, denoiser: Denoiser, stream: DenoiserStream, worke
 def _print_summary(worker: BlockWorker, recorder: Recorder | None) -> None:
     line = f"live: done: {worker.stats.line()}"
     if recorder:
-        line += f"; recorded {recorder.written} frames" + (f" ({recorder.lost} lost)" if recorder.lost else "")
+        line += f"; recorded {recorder.written} frames" + (
+            f" ({recorder.lost} lost)" if recorder.lost else ""
+        )
     print(line, file=sys.stderr)
-
-
-# -- command --------------------------------------------------------------------------------
-def add_parser(sub) -> None:
-    from .cli import add_model_options
-
-    p = sub.add_parser("live", help="clean a microphone live (or a file, paced like one)",
-                       description="Clean a microphone in real time and play it and/or record it. "
-                       "Prints the total latency on start. Ctrl-C stops (the recording is kept).")
-    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
-    p.add_argument("-i", "--input-device", default=None, help="input device, index or name (default: system default)")
-    p.add_argument("-o", "--output-device", default=None,
-                   help="output device, index or name (default: system default; none when only --record)")
-    p.add_argument("--input-file", default=None, help="read this file instead of a microphone (no device needed)")
-    p.add_argument("--realtime", action="store_true", help="with --input-file: pace it like a live device")
-    p.add_argument("--record", default=None, help="write the cleaned output (as heard, latency included) here")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --record file")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--rate", type=int, default=None, help="device sample rate (default: the device's)")
-    p.add_argument("--channels", type=int, default=1, help="channels to clean (default 1)")
-    p.add_argument("--chunk-ms", type=float, default=10.0, help="block the model cleans at a time (default 10 ms)")
-    p.add_argument("--callback-ms", type=float, default=None,
-                   help="device buffer per callback (default: --chunk-ms; 0: the device's choice, often lower "
-                   "latency but more xruns on a busy machine)")
-    p.add_argument("--buffer-chunks", type=int, default=2,
-                   help="chunks the model may take before its output is due (default 2; 1 is the minimum)")
-    p.add_argument("--rt-priority", type=int, default=0, metavar="N",
-                   help="run the audio threads with real-time priority N (1-99; needs root or an rtprio "
-                   "limit); removes xruns on a busy machine")
-    p.add_argument("--stats", type=float, default=0.0, metavar="SECONDS",
-                   help="print real-time factor and xruns every SECONDS (default: only at the end)")
-    add_model_options(p, default="live")
-    p.set_defaults(run=run, threads=1)
-
-
-def run(args: argparse.Namespace) -> int:
-    from .cli import load_denoiser
-    from .denoise import check_target
-
-    if args.list_devices:
-        print(device_table())
-        return 0
-    if args.chunk_ms <= 0 or (args.callback_ms or 0) < 0 or args.buffer_chunks < 1 or args.channels < 1:
-        raise StreamaeError("--chunk-ms must be positive, --callback-ms not negative, "
-                            "--buffer-chunks and --channels at least 1")
-    if args.input_file and not args.record:
-        raise StreamaeError("--input-file needs --record OUT (playing a file to a device is not supported)")
-    if args.record:
-        check_target(Path(args.input_file or "-"), Path(args.record), args.overwrite)
-    if args.input_file:
-        run_file(args, load_denoiser(args))
-    else:
-        run_devices(args, lambda: load_denoiser(args))
-    return 0

@@ -91,7 +91,9 @@ class StreamResampler:
         base, phase = self._base(np.arange(start, stop))
         n, rows = self._buffer.shape[-1] - 2 * self.half + 1, base - self.half + 1 - self._first
         rows = np.stack([_windows(b, 0, n, 1, 2 * self.half)[rows] for b in self._buffer])
-        return np.einsum("ckt,kt->ck", rows, self.bank[phase]).astype(np.float32)  # rows: [channels, outputs, taps]
+        return np.einsum("ckt,kt->ck", rows, self.bank[phase]).astype(
+            np.float32
+        )  # rows: [channels, outputs, taps]
 
 
 def _windows(x: np.ndarray, first: int, count: int, step: int, width: int) -> np.ndarray:

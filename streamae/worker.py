@@ -1,6 +1,7 @@
 """Real-time block worker: audio callbacks on one side, a model on its own thread on the other.
 
-    audio callback --push()--> FrameRing --> worker thread: process_block(block) --> BlockRing --pull()--> callback
+    audio callback --push()--> FrameRing --> worker thread: process_block(block)
+                                                               --> BlockRing --pull()--> callback
 
 The callback side (`push`, `pull`, `process`) never waits and never runs the model: it copies
 into and out of preallocated rings. The worker thread cuts the input into fixed blocks and
@@ -249,8 +250,13 @@ class BlockWorker:
         for start in range(0, len(frames), step):
             part = frames[start:start + step]
             with self._cv:
-                self._cv.wait_for(lambda: self._stop or self.error is not None or
-                                  self._in.end + len(part) - self._next * self.block_frames <= self._in.capacity)
+                self._cv.wait_for(
+                    lambda: (
+                        self._stop
+                        or self.error is not None
+                        or self._in.end + len(part) - self._next * self.block_frames <= self._in.capacity
+                    )
+                )
             self.check()
             if self._stop:
                 return

@@ -7,8 +7,17 @@ import soundfile as sf
 
 from streamae.anomaly import metrics
 from streamae.anomaly.alerts import AlertPolicy, Hysteresis, alert_level
-from streamae.anomaly.features import (FeatureConfig, FeatureStream, WindowCutter, file_frames, logmel, mel_filterbank,
-                                       normalise, window_at, window_starts)
+from streamae.anomaly.features import (
+    FeatureConfig,
+    FeatureStream,
+    WindowCutter,
+    file_frames,
+    logmel,
+    mel_filterbank,
+    normalise,
+    window_at,
+    window_starts,
+)
 from streamae.anomaly.scorer import WindowScore
 from streamae.errors import StreamaeError
 
@@ -30,9 +39,9 @@ def test_streaming_in_any_blocks_gives_the_whole_signal_frames_exactly():
     sizes = np.random.default_rng(1).integers(1, 3000, 200)
     parts, i = [], 0
     for n in sizes:
-        parts.append(s.push(x[i:i + n]))
+        parts.append(s.process(x[i:i + n]))
         i += n
-    parts.append(s.push(x[i:], last=True))
+    parts += [s.process(x[i:]), s.flush()]
     streamed = np.concatenate(parts, axis=1)
     assert whole.shape == (CFG.bands, 1 + (len(x) - CFG.n_fft) // CFG.hop)
     np.testing.assert_array_equal(streamed, whole)
@@ -51,8 +60,9 @@ def test_training_windows_equal_runtime_windows(tmp_path):
     training = np.stack([window_at(frames, s, CFG) for s in window_starts(frames.shape[1], CFG, hop)])
 
     stream, cutter, runtime = FeatureStream(CFG, rate, 2), WindowCutter(CFG, hop), []
-    for i in range(0, len(x), 4410):  # 0.1 s blocks, as the monitor reads them
-        runtime.append(cutter.push(stream.push(x[i:i + 4410].T, last=i + 4410 >= len(x)))[0])
+    for i in range(0, len(x), 4410):  # 0.1 s blocks, as the monitor reads the microphone
+        runtime.append(cutter.process(stream.process(x[i:i + 4410].T))[0])
+    runtime.append(cutter.process(stream.flush())[0])
     runtime = np.concatenate(runtime)
     assert training.shape == runtime.shape and len(training) >= 6
     np.testing.assert_array_equal(training, runtime)
@@ -64,7 +74,9 @@ def test_features_ignore_level_but_see_spectrum():
     b = normalise(logmel(0.03 * x, CFG)[:, :CFG.window_frames])
     np.testing.assert_allclose(a, b, atol=2e-3)  # 30 dB quieter: same features
     t = np.arange(len(x)) / 16000
-    c = normalise(logmel(x + 0.05 * np.sin(2 * np.pi * 3000 * t).astype(np.float32), CFG)[:, :CFG.window_frames])
+    c = normalise(
+        logmel(x + 0.05 * np.sin(2 * np.pi * 3000 * t).astype(np.float32), CFG)[:, : CFG.window_frames]
+    )
     band = int(np.argmax(mel_filterbank(CFG)[:, round(3000 * CFG.n_fft / 16000)]))
     assert (c - a)[band].mean() > 10  # a new 3 kHz tone lifts its band by > 10 dB
 

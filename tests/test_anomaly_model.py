@@ -1,8 +1,6 @@
-"""Anomaly model end to end on synthetic machine sound: train (seconds), export, reload,
-score, eval, monitor (file, folder, webhook, mic glue) and the shipped demo model.
-
-Normal = a wobbling harmonic hum with a noisy resonance; anomalous = the same machine with
-a bearing-like click train and a new whine added. Nothing here reads ../shared.
+"""Anomaly models at run time, on synthetic machine sound: score, eval, monitor (file, folder,
+webhook, mic glue) with the tiny fixture model, and the shipped demo model. No torch: training
+and export are tested in test_anomaly_training.py. Nothing here reads ../shared.
 """
 from __future__ import annotations
 
@@ -16,132 +14,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
-from conftest import REPO
 from streamae.anomaly.alerts import AlertPolicy, Webhook
 from streamae.anomaly.monitor import Monitor, watch_folder
 from streamae.anomaly.scorer import AnomalyModel
 from streamae.audio import resample
 from streamae.cli import main
 
-RATE = 16000
+from conftest import REPO
+from support.models import make_machine_data
+from support.signals import RATE, machine
+
 DEMO = REPO / "models" / "anomaly-mimii-id00.onnx"
-
-
-def machine(seconds: float, seed: int, anomalous: bool = False, rate: int = RATE) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    f0 = 90 * (1 + rng.uniform(-0.03, 0.03)) * (1 + 0.01 * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t))
-    phase = 2 * np.pi * np.cumsum(f0) / rate
-    x = sum(np.sin(k * phase + rng.uniform(0, 6)) / k ** 0.8 for k in range(1, 40))
-    noise = np.convolve(rng.standard_normal(len(t)), np.exp(-np.arange(64) / 16) * np.cos(2 * np.pi * 1200 / rate * np.arange(64)), "same")
-    x = x / np.std(x) + 0.3 * noise / np.std(noise) + 0.05 * rng.standard_normal(len(t))
-    if anomalous:
-        x += fault(len(t), rate, rng) * np.std(x)
-    return (0.05 * x / np.std(x)).astype(np.float32)
-
-
-def fault(n: int, rate: int, rng) -> np.ndarray:
-    t = np.arange(n) / rate
-    clicks = np.zeros(n)
-    k = np.arange(int(0.02 * rate)) / rate
-    click = np.exp(-k / 0.002) * np.sin(2 * np.pi * 3500 * k)
-    for i in range(0, n - len(click), int(rate / 23)):
-        clicks[i:i + len(click)] += click
-    tone = np.sin(2 * np.pi * 2600 * t)
-    return 0.6 * clicks / np.std(clicks) + 0.2 * tone
 
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("machine")
-    for name, n, seed0, bad in (("train", 5, 0, False), ("val", 3, 100, False), ("test_normal", 3, 200, False),
-                                ("test_anomalous", 3, 300, True)):
-        (root / name).mkdir()
-        for i in range(n):
-            sf.write(root / name / f"{name}_{i}.wav", machine(8.0, seed0 + i, bad), RATE, subtype="PCM_16")
-    return root
+    return make_machine_data(tmp_path_factory.mktemp("machine"))
 
 
 @pytest.fixture(scope="module")
-def model(data) -> Path:
-    """A tiny model trained through the CLI for a few seconds (step budget), exported and calibrated."""
-    path = data / "tiny.onnx"
-    code = main(["anomaly", "train", "--normal", str(data / "train"), "--val-normal", str(data / "val"), "-o", str(path),
-                 "--run-dir", str(data / "run"), "--steps", "150", "--batch", "16", "--hidden", "32", "--code", "8",
-                 "--threads", "2", "--log-seconds", "1"])
-    assert code == 0 and path.exists()
-    return path
-
-
-def test_export_reloads_with_calibrated_threshold_and_card(model, data):
-    m = AnomalyModel(model)
-    assert m.info["kind"] == "anomaly" and m.info["training"]["steps"] == 150
-    held_out = [s.score for f in sorted((data / "val").iterdir()) for s in m.file_window_scores(f)]
-    assert m.threshold == pytest.approx(np.percentile(held_out, 99.5), rel=1e-9)
-    assert m.info["calibration"]["percentile"] == 99.5 and len(m.info["calibration"]["held_out"]) == 3
-    card = json.loads(model.with_suffix(".json").read_text())
-    assert card["threshold"] == m.threshold and 0.0 <= card["sparsity"]["zero_fraction"] <= 1.0
-    assert card["sparsity"]["zero_fraction"] > 0.05  # the ReLU code with its L1 penalty is really sparse
-
-
-def test_onnx_scores_equal_the_torch_model(model, data):
-    torch = pytest.importorskip("torch")
-    from streamae.anomaly.features import file_frames, window_at
-    from streamae.train.anomaly import NetConfig, SparseConvAE
-
-    ckpt = torch.load(data / "run" / "checkpoint.pt", weights_only=False)
-    net = SparseConvAE(NetConfig.from_dict(ckpt["net"]))
-    net.load_state_dict(ckpt["model"])
-    m = AnomalyModel(model)
-    frames = file_frames(data / "test_anomalous" / "test_anomalous_0.wav", m.features)
-    wins = np.stack([window_at(frames, s, m.features) for s in (0, 100, 250)])
-    with torch.no_grad():
-        expected = net.eval()(torch.from_numpy(wins))[0].numpy()
-    np.testing.assert_allclose(m.score_windows(wins), expected, rtol=1e-4)
-
-
-def test_score_combines_a_worst_band_and_a_worst_frames_view(model, data):
-    """A narrowband fault shows in one band all window long, a rattle in all bands for a few
-    frames: each lifts its own view, and the score is the larger, in normal-spread units."""
-    torch = pytest.importorskip("torch")
-    from streamae.train.anomaly import NetConfig, SparseConvAE
-
-    ckpt = torch.load(data / "run" / "checkpoint.pt", weights_only=False)
-    net = SparseConvAE(NetConfig.from_dict(ckpt["net"]))
-    net.load_state_dict(ckpt["model"])
-    assert net.top_frames == 6 and bool((net.score_scale != 1).all()) and bool((net.score_center > 0).all())
-    base = torch.full((1, 64, 122), 0.1)
-    tone, rattle = base.clone(), base.clone()
-    tone[0, 20] = 1.0
-    rattle[0, :, 50:54] = 1.0
-    v = net.views(torch.cat([base, tone, rattle]))
-    gain = v[1:] / v[:1]  # [tone, rattle] x [band view, frame view], relative to no fault
-    assert gain[0, 0] > 5 * gain[0, 1]  # the tone lifts the band view
-    assert gain[1, 1] > 3 * gain[1, 0]  # the rattle lifts the frame view
-    with torch.no_grad():
-        x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 64, 122), np.float32))
-        score, zin = net.eval()(x)[0], (x - net.mean) / net.std
-        z = (net.views((net.decoder(net.encoder(zin)) - zin).pow(2)) - net.score_center) / net.score_scale
-    torch.testing.assert_close(score, z.amax(dim=1))
-    assert "worst 5 % of frames" in AnomalyModel(model).info["score"]
-
-
-def test_training_resumes_from_its_checkpoint(model, data, capsys):
-    path = data / "resumed.onnx"
-    run = data / "run2"
-    args = ["anomaly", "train", "--normal", str(data / "train"), "--val-normal", str(data / "val"), "-o", str(path),
-            "--run-dir", str(run), "--batch", "8", "--hidden", "16", "--code", "4", "--threads", "2"]
-    assert main(args + ["--steps", "20"]) == 0
-    saved = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
-    assert main(args + ["--steps", "20"]) == 0  # resumed with nothing left to do: the weights must come back
-    resumed = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
-    assert all(torch.equal(saved[k], resumed[k]) for k in saved)
-    assert main(args + ["--steps", "30"]) == 0
-    out = capsys.readouterr().out
-    assert "resumed" in out and "at step 20" in out
-    assert AnomalyModel(path).info["training"]["steps"] == 30
+def model(tiny_anomaly_model) -> Path:
+    """The tiny anomaly model fixture: trained on `data`'s recipe (support.models.make_tiny_anomaly)."""
+    return tiny_anomaly_model
 
 
 def test_score_json_lines(model, data, capsys):
@@ -301,7 +196,9 @@ def test_mic_source_runs_through_the_live_worker(model, monkeypatch):
 
     @contextmanager
     def fake_listen(process_block, *, sample_rate, block_frames, channels, device, history_seconds):
-        worker = BlockWorker(process_block, block_frames, channels, sample_rate=sample_rate, output=False, lossless=True)
+        worker = BlockWorker(
+            process_block, block_frames, channels, sample_rate=sample_rate, output=False, lossless=True
+        )
         with worker:
             feeder = threading.Thread(target=lambda: (worker.feed(x[:, None]), worker.finish()))
             feeder.start()
@@ -322,11 +219,13 @@ def test_user_errors_are_one_line(model, tmp_path, capsys):
     sf.write(short, machine(1.0, 0), RATE)
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not onnx")
-    for args, msg in ((["anomaly", "score", str(tmp_path / "missing.wav"), "--model", str(model)], "no such file"),
-                      (["anomaly", "score", str(short), "--model", str(model)], "shorter than the model's 2.00 s window"),
-                      (["anomaly", "score", str(short), "--model", str(bad)], "not a loadable ONNX model"),
-                      (["monitor", str(short), "--model", str(model), "-k", "5", "-n", "3"], "k <= n"),
-                      (["monitor", str(short), "--model", str(model), "--webhook", "ftp://x"], "http")):
+    for args, msg in (
+        (["anomaly", "score", str(tmp_path / "missing.wav"), "--model", str(model)], "no such file"),
+        (["anomaly", "score", str(short), "--model", str(model)], "shorter than the model's 2.00 s window"),
+        (["anomaly", "score", str(short), "--model", str(bad)], "not a loadable ONNX model"),
+        (["monitor", str(short), "--model", str(model), "-k", "5", "-n", "3"], "k <= n"),
+        (["monitor", str(short), "--model", str(model), "--webhook", "ftp://x"], "http"),
+    ):
         assert main(args) == 1
         err = capsys.readouterr().err.strip()
         assert err.startswith("streamae: error:") and msg in err and "\n" not in err
@@ -393,3 +292,14 @@ def test_an_alert_still_open_at_the_end_names_its_source(model, data):
     assert [e["event"] for e in monitor.events] == ["anomaly_start", "anomaly_end"]
     assert monitor.events[-1]["reason"] == "stream ended"
     assert all(e["source"] == str(path) for e in monitor.events)
+
+
+def test_the_monitors_microphone_option_is_named_for_what_it_chooses():
+    """-i/--input-device picks the microphone, as in `streamae live`; --device, its old name, still
+    works (elsewhere --device means cpu or cuda)."""
+    from streamae.cli import build_parser
+
+    for flag in ("-i", "--input-device", "--device"):
+        args = build_parser().parse_args(["monitor", "mic", "--model", "m.onnx", flag, "USB"])
+        assert args.input_device == "USB"
+    assert build_parser().parse_args(["monitor", "mic", "--model", "m.onnx"]).input_device is None

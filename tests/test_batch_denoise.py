@@ -14,17 +14,23 @@ import pytest
 import soundfile as sf
 
 from streamae import Denoiser
+
 from conftest import REPO, noise, speechlike
 
 
 def denoise(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streamae", "denoise", *args], capture_output=True, text=True,
-                          cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "streamae", "denoise", *args], capture_output=True, text=True, cwd=REPO
+    )
 
 
-def write(path: Path, seconds: float, rate: int, channels: int = 1, subtype: str = "PCM_16", seed: int = 0) -> None:
+def write(
+    path: Path, seconds: float, rate: int, channels: int = 1, subtype: str = "PCM_16", seed: int = 0
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    x = np.stack([speechlike(seconds, rate, seed + c) + noise(seconds, rate, seed + c) for c in range(channels)], 1)
+    x = np.stack(
+        [speechlike(seconds, rate, seed + c) + noise(seconds, rate, seed + c) for c in range(channels)], 1
+    )
     sf.write(path, x, rate, subtype=subtype)
 
 
@@ -54,19 +60,32 @@ def test_mirrors_the_tree_keeping_format_rate_channels(tiny_model, tree, tmp_pat
             (a.format, a.subtype, a.samplerate, a.channels, a.frames)
     x, rate = sf.read(tree / "calls/old/d.wav", dtype="float32")
     y, _ = sf.read(out / "calls/old/d.wav", dtype="float32")
-    np.testing.assert_allclose(y, Denoiser(tiny_model).process(x, rate), atol=1e-5)  # same as the one-file API
+    np.testing.assert_allclose(
+        y, Denoiser(tiny_model).process(x, rate), atol=1e-5
+    )  # same as the one-file API
     assert "done 4" in r.stderr and "skipped 0, failed 0" in r.stderr and "audio-h" in r.stderr
 
 
 def test_folder_without_recursive_and_glob(tiny_model, tree, tmp_path):
     out = tmp_path / "out"
-    assert denoise(str(tree), "--out-dir", str(out), "--jobs", "1", "--model", str(tiny_model)).returncode == 0
+    assert (
+        denoise(str(tree), "--out-dir", str(out), "--jobs", "1", "--model", str(tiny_model)).returncode == 0
+    )
     assert files(out) == ["a.wav", "b.flac"]
     out2 = tmp_path / "out2"
     r = denoise(str(tree), str(tree / "a.wav"), "--out-dir", str(out2), "--recursive", "--glob", "*.wav",
                 "--model", str(tiny_model))
     assert r.returncode == 1 and "would be written there" in r.stderr  # in/a.wav twice -> out2/a.wav
-    r = denoise(str(tree / "calls"), "--out-dir", str(out2), "--recursive", "--glob", "*.wav", "--model", str(tiny_model))
+    r = denoise(
+        str(tree / "calls"),
+        "--out-dir",
+        str(out2),
+        "--recursive",
+        "--glob",
+        "*.wav",
+        "--model",
+        str(tiny_model),
+    )
     assert r.returncode == 0 and files(out2) == ["old/d.wav"]
 
 
@@ -77,7 +96,9 @@ def test_done_files_are_skipped_unless_overwrite(tiny_model, tree, tmp_path):
     (out / "b.flac").unlink()
     stamp = (out / "a.wav").stat().st_mtime_ns
     r = denoise(*args)
-    assert r.returncode == 0 and "done 1" in r.stderr and "skipped 3" in r.stderr and "already done" in r.stderr
+    assert (
+        r.returncode == 0 and "done 1" in r.stderr and "skipped 3" in r.stderr and "already done" in r.stderr
+    )
     assert (out / "a.wav").stat().st_mtime_ns == stamp and (out / "b.flac").exists()
     r = denoise(*args, "--overwrite")
     assert r.returncode == 0 and "done 4" in r.stderr and (out / "a.wav").stat().st_mtime_ns != stamp
@@ -135,7 +156,9 @@ def test_device_cuda_without_cuda_says_so(tiny_model, tree, tmp_path):
 
 
 def test_usage_errors(tiny_model, tree, tmp_path):
-    r = denoise(str(tree / "a.wav"), str(tree / "b.flac"), "-o", str(tmp_path / "x.wav"), "--model", str(tiny_model))
+    r = denoise(
+        str(tree / "a.wav"), str(tree / "b.flac"), "-o", str(tmp_path / "x.wav"), "--model", str(tiny_model)
+    )
     assert r.returncode == 1 and "--out-dir" in r.stderr
     r = denoise(str(tmp_path / "nothing"), "--out-dir", str(tmp_path / "out"), "--model", str(tiny_model))
     assert r.returncode == 1 and "no such file or folder" in r.stderr

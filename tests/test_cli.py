@@ -11,12 +11,14 @@ import soundfile as sf
 
 from streamae import Denoiser
 from streamae.cli import main
+
 from conftest import REPO, noise, speechlike
 
 
 def denoise(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streamae", "denoise", *args], capture_output=True, text=True,
-                          cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "streamae", "denoise", *args], capture_output=True, text=True, cwd=REPO
+    )
 
 
 @pytest.mark.parametrize("rate,channels,ext,subtype", [

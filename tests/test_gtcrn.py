@@ -1,7 +1,7 @@
 """The GTCRN port: streamae's shipped `quality` model computes what its authors' model computes.
 
 The authors' streaming ONNX is a test fixture (tests/fixtures/gtcrn, MIT); the ported weights
-are shipped (models/gtcrn-dns3.*). scripts/port_gtcrn.py proves the same on the dev mix.
+are shipped (models/gtcrn-dns3.*). scripts/release/port_gtcrn.py proves the same on the dev mix.
 """
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, noise, speechlike
 from streamae import Denoiser
 from streamae.anchors import GTCRNReference
+
+from conftest import REPO, noise, speechlike
 
 AUTHORS_ONNX = Path(__file__).parent / "fixtures" / "gtcrn" / "gtcrn_simple.onnx"
 SHIPPED_PT = REPO / "models" / "gtcrn-dns3.pt"
@@ -43,8 +44,8 @@ def test_shipped_quality_model_streams_what_the_authors_model_computes(noisy, au
 
 def test_the_pytorch_port_computes_what_the_authors_model_computes(noisy, authors):
     torch = pytest.importorskip("torch")
-    from streamae.train.gtcrn import GTCRNet
     from streamae.train.config import GTCRNConfig
+    from streamae.train.gtcrn import GTCRNet
 
     saved = torch.load(SHIPPED_PT, map_location="cpu", weights_only=False)
     net = GTCRNet(GTCRNConfig.from_dict(saved["config"])).eval()
@@ -76,7 +77,8 @@ def test_gtcrn_steps_in_chunks_equal_the_whole_signal(window, hop, dilations):
 
     torch.manual_seed(0)
     net = GTCRNet(GTCRNConfig(window=window, hop=hop, dilations=dilations)).eval()
-    x = torch.from_numpy(speechlike(1.0, seed=5)[: 16000 // hop * hop] + noise(1.0)[: 16000 // hop * hop])[None]
+    n = 16000 // hop * hop
+    x = torch.from_numpy(speechlike(1.0, seed=5)[:n] + noise(1.0)[:n])[None]
     with torch.no_grad():
         whole = net(x)
         states, outs, start = net.initial_states(1), [], 0
@@ -106,5 +108,5 @@ def test_gtcrn_frames_reconstruct_perfectly_with_a_unit_mask():
                                             net.analysis_basis, stride=hop)
         y = torch.nn.functional.conv_transpose1d(frames, net.synthesis_basis, stride=hop)[0, 0]
         # output sample i is input sample i - overlap; the first frames' overlap is incomplete
-        torch.testing.assert_close(y[window:x.shape[-1]], x[0, window - net.overlap:x.shape[-1] - net.overlap],
-                                   atol=1e-5, rtol=0)
+        n, lag = x.shape[-1], net.overlap
+        torch.testing.assert_close(y[window:n], x[0, window - lag:n - lag], atol=1e-5, rtol=0)

@@ -12,11 +12,14 @@ import soundfile as sf
 
 from streamae import Denoiser, live
 from streamae.cli import main
+
 from conftest import REPO, noise, speechlike
 
 
 def run_live(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "streamae", "live", *args], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "streamae", "live", *args], capture_output=True, text=True, cwd=REPO
+    )
 
 
 def test_file_through_the_worker_equals_offline(tiny_model, tmp_path):
@@ -85,7 +88,12 @@ class FakeSoundDevice(SimpleNamespace):
 
 
 def dev(name, inputs, outputs):
-    return {"name": name, "max_input_channels": inputs, "max_output_channels": outputs, "default_samplerate": 48000.0}
+    return {
+        "name": name,
+        "max_input_channels": inputs,
+        "max_output_channels": outputs,
+        "default_samplerate": 48000.0,
+    }
 
 
 @pytest.fixture
@@ -104,7 +112,9 @@ def test_missing_device_names_what_is_there(fake_devices, capsys):
     assert live.resolve_device("2", "output") == 2
     assert main(["live", "--input-device", "studio mic", "--duration", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["streamae: error: input device 'studio mic' not found; input devices: 0 'USB Mic'; 2 'pulse'"]
+    assert err == [
+        "streamae: error: input device 'studio mic' not found; input devices: 0 'USB Mic'; 2 'pulse'"
+    ]
     assert main(["live", "--output-device", "0", "--input-device", "0"]) == 1
     assert "no output device with index 0; output devices: 1 'HDMI out'; 2 'pulse'" in capsys.readouterr().err
 

@@ -19,10 +19,9 @@ import pytest
 import soundfile as sf
 
 from streamae import Denoiser
-from conftest import REPO, noise, speechlike
 
-sys.path.insert(0, str(REPO / "scripts"))
-from pulse_loopback import PulseLoopback, available  # noqa: E402
+from conftest import REPO, noise, speechlike
+from support.pulse_loopback import PulseLoopback, available
 
 RATE, CHUNK, BUFFER_CHUNKS = 48000, 480, 2
 HOP_PERIOD = 240  # the model's hop at 48 kHz: its output depends on where a signal starts modulo this
@@ -55,14 +54,36 @@ def test_microphone_through_pulseaudio_matches_offline(tiny_model, tmp_path):
 
 def _one_take(tiny_model, tmp_path) -> None:
     tmp_path.mkdir()
-    x = np.concatenate([np.zeros(RATE // 20, np.float32), speechlike(1.5, RATE, seed=8) + noise(1.5, RATE, seed=9)])
+    x = np.concatenate(
+        [np.zeros(RATE // 20, np.float32), speechlike(1.5, RATE, seed=8) + noise(1.5, RATE, seed=9)]
+    )
     clip, rec = tmp_path / "clip.wav", tmp_path / "rec.wav"
     sf.write(clip, x, RATE, subtype="FLOAT")
     with PulseLoopback(rate=RATE) as pulse:
-        live = subprocess.Popen([sys.executable, "-m", "streamae", "live", "--record", str(rec), "--duration", "3",
-                                 "--rate", str(RATE), "--chunk-ms", "10", "--buffer-chunks", str(BUFFER_CHUNKS),
-                                 "--model", str(tiny_model)],
-                                cwd=REPO, env=pulse.env, stderr=subprocess.PIPE, text=True)
+        live = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamae",
+                "live",
+                "--record",
+                str(rec),
+                "--duration",
+                "3",
+                "--rate",
+                str(RATE),
+                "--chunk-ms",
+                "10",
+                "--buffer-chunks",
+                str(BUFFER_CHUNKS),
+                "--model",
+                str(tiny_model),
+            ],
+            cwd=REPO,
+            env=pulse.env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         log, running = [], threading.Event()
 
         def follow() -> None:

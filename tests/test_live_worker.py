@@ -11,6 +11,7 @@ import pytest
 
 from streamae import Denoiser
 from streamae.worker import BlockWorker, FrameRing
+
 from conftest import noise, speechlike
 
 N = 160  # 10 ms at 16 kHz

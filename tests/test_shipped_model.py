@@ -8,6 +8,7 @@ import soundfile as sf
 
 from streamae import Denoiser
 from streamae.evaluation import si_sdr
+
 from conftest import REPO
 
 
@@ -23,7 +24,10 @@ def test_card_describes_the_model(shipped_model):
     assert card["latency_samples"] == d.latency_samples
     assert card["parameters"] == d.info["parameters"] > 0  # the card is the exported model's, not another's
     sparsity = card["sparsity"]
-    assert sparsity == d.info["sparsity"] and 0 <= sparsity["zero_fraction"] <= sparsity["below_1pct_of_frame_max"] < 1
+    assert (
+        sparsity == d.info["sparsity"]
+        and 0 <= sparsity["zero_fraction"] <= sparsity["below_1pct_of_frame_max"] < 1
+    )
     assert sparsity["below_1pct_of_frame_max"] > 0.2  # v1 0.69; v2 0.36 (its unmasked STFT alone: 0.29)
     assert card["architecture"] == {k: v for k, v in d.info["config"].items() if k in card["architecture"]}
     for key in ("pesq_wb", "stoi", "si_sdr"):

@@ -9,6 +9,7 @@ import onnxruntime as ort
 import pytest
 
 from streamae import Denoiser, StreamaeError
+
 from conftest import noise, speechlike
 
 
@@ -163,11 +164,20 @@ def test_a_batched_step_graph_from_an_older_export_is_refused_clearly(tmp_path):
     from onnx import TensorProto, helper, save
 
     old = helper.make_graph(
-        [helper.make_node("Identity", ["audio"], ["clean"]), helper.make_node("Identity", ["state_0"], ["state_0_out"])],
-        "old_step", [helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["batch", "samples"]),
-                     helper.make_tensor_value_info("state_0", TensorProto.FLOAT, ["batch", 1, 80])],
-        [helper.make_tensor_value_info("clean", TensorProto.FLOAT, ["batch", "samples"]),
-         helper.make_tensor_value_info("state_0_out", TensorProto.FLOAT, ["batch", 1, 80])])
+        [
+            helper.make_node("Identity", ["audio"], ["clean"]),
+            helper.make_node("Identity", ["state_0"], ["state_0_out"]),
+        ],
+        "old_step",
+        [
+            helper.make_tensor_value_info("audio", TensorProto.FLOAT, ["batch", "samples"]),
+            helper.make_tensor_value_info("state_0", TensorProto.FLOAT, ["batch", 1, 80]),
+        ],
+        [
+            helper.make_tensor_value_info("clean", TensorProto.FLOAT, ["batch", "samples"]),
+            helper.make_tensor_value_info("state_0_out", TensorProto.FLOAT, ["batch", 1, 80]),
+        ],
+    )
     model = helper.make_model(old, opset_imports=[helper.make_opsetid("", 18)])
     helper.set_model_props(model, {"streamae.kind": "denoiser", "streamae.delay": "80",
                                    "streamae.config": json.dumps({"sample_rate": 16000, "hop": 80})})

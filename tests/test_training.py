@@ -4,75 +4,105 @@ from __future__ import annotations
 import os
 import signal
 
-import numpy as np
 import pytest
-import onnxruntime as ort
 
-from streamae import Denoiser
-from conftest import load_script, noise, speechlike, train_tiny
+torch = pytest.importorskip("torch")  # the whole module trains or exports: the `train` extra
+
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+from streamae import Denoiser  # noqa: E402
+
+from conftest import noise, speechlike  # noqa: E402
+from support.models import TINY_DENOISER, TINY_SHAPE, train_tiny  # noqa: E402
 
 
-def test_exported_model_loads_and_reports_itself(tiny_model):
-    d = Denoiser(tiny_model)
+def test_exported_model_loads_and_reports_itself(trained_tiny_model):
+    d = Denoiser(trained_tiny_model)
     assert d.sample_rate == 16000
     assert d.info["training"]["steps"] == 4
     y = d.process(speechlike(1.0) + noise(1.0), 16000)
     assert y.shape == (16000,) and np.isfinite(y).all() and np.abs(y).max() > 0
 
 
+def test_the_fixture_model_is_what_its_recipe_makes(trained_tiny_model):
+    """tests/fixtures/tiny.onnx, which the runtime tests run without torch, is this recipe's model
+    (`cd tests && python -m support.models` remakes it when the exporter changes)."""
+    fixture, fresh = Denoiser(TINY_DENOISER), Denoiser(trained_tiny_model)
+    untimed = [{k: v for k, v in d.info["training"].items() if k != "minutes"} for d in (fixture, fresh)]
+    assert fixture.info["config"] == fresh.info["config"] and untimed[0] == untimed[1]
+    assert [(i.name, i.shape) for i in fixture.session.get_inputs()] == \
+        [(i.name, i.shape) for i in fresh.session.get_inputs()]
+    assert [o.name for o in fixture.session.get_outputs()] == [o.name for o in fresh.session.get_outputs()]
+    x = speechlike(1.0) + noise(1.0)
+    np.testing.assert_allclose(fixture.process(x, 16000), fresh.process(x, 16000), atol=1e-3)
+
+
 def _tiny(front_end: str, request):
     """The tiny exported model with the learned filterbank (trained), the spectral front end, the
     learned front end with a recurrent mask network, or the spectral one with a GRU and a deep filter
     (or the phase input alone)."""
-    fixtures = {"learned": "tiny_model", "spectral": "tiny_spectral_model", "recurrent": "tiny_recurrent_model",
-                "deep-filter": "tiny_deep_filter_model", "phase-input": "tiny_phase_input_model"}
+    fixtures = {
+        "learned": "trained_tiny_model",
+        "spectral": "tiny_spectral_model",
+        "recurrent": "tiny_recurrent_model",
+        "deep-filter": "tiny_deep_filter_model",
+        "phase-input": "tiny_phase_input_model",
+    }
     return request.getfixturevalue(fixtures[front_end])
 
 
 @pytest.mark.parametrize("front_end", ["learned", "spectral", "recurrent", "deep-filter", "phase-input"])
 def test_exported_graphs_equal_the_torch_model(front_end, request):
     """The runtime (step graph, streamed by numpy) against the PyTorch model it was exported from."""
-    import torch
 
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
 
-    tiny_model = _tiny(front_end, request)
-    saved = torch.load(tiny_model.with_suffix(".pt"), weights_only=False)
+    trained_tiny_model = _tiny(front_end, request)
+    saved = torch.load(trained_tiny_model.with_suffix(".pt"), weights_only=False)
     net = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
     net.load_state_dict(saved["model"])
     x = speechlike(1.0, seed=3) + noise(1.0, seed=4)
     with torch.no_grad():
         expected = net(torch.from_numpy(x)[None])[0].numpy()
-    y = Denoiser(tiny_model).process(x, 16000)
+    y = Denoiser(trained_tiny_model).process(x, 16000)
     edge = 2 * net.config.hop  # the last frames: torch stops at the end, the stream pads silence
     np.testing.assert_allclose(y[:-edge], expected[:-edge], atol=1e-5)
     assert np.abs(y - x).max() > 0.01  # the mask network really changes the signal
-    stream = Denoiser(tiny_model).stream()  # 10 ms chunks: every state is carried from call to call
+    stream = Denoiser(trained_tiny_model).stream()  # 10 ms chunks: every state is carried from call to call
     chunks = [stream.process(x[i: i + 160]) for i in range(0, len(x), 160)] + [stream.flush()]
     np.testing.assert_allclose(np.concatenate(chunks)[stream.latency_samples:], y, atol=1e-5)
 
 
-@pytest.mark.parametrize("front_end, history, mask_states", [("learned", 160 - 80, 3), ("spectral", 3 * 80 - 80, 3),
-                                                              ("recurrent", 160 - 80, 1),
-                                                              ("deep-filter", 3 * 80 - 80, 2),
-                                                              ("phase-input", 3 * 80 - 80, 2)])
+@pytest.mark.parametrize(
+    "front_end, history, mask_states",
+    [
+        ("learned", 160 - 80, 3),
+        ("spectral", 3 * 80 - 80, 3),
+        ("recurrent", 160 - 80, 1),
+        ("deep-filter", 3 * 80 - 80, 2),
+        ("phase-input", 3 * 80 - 80, 2),
+    ],
+)
 def test_step_graph_has_explicit_states(front_end, history, mask_states, request):
     """The analysis window, not the 160-sample synthesis frame, sets the input history, rounded
     up to whole hops (the step graph frames its input by reshaping it into hops)."""
-    tiny_model = _tiny(front_end, request)
-    step = ort.InferenceSession(str(tiny_model.with_name("tiny.step.onnx")), providers=["CPUExecutionProvider"])
+    trained_tiny_model = _tiny(front_end, request)
+    step = ort.InferenceSession(
+        str(trained_tiny_model.with_name("tiny.step.onnx")), providers=["CPUExecutionProvider"]
+    )
     inputs = [i.name for i in step.get_inputs()]
     outputs = [o.name for o in step.get_outputs()]
     # encoder, then 3 blocks, or the GRU [and the low band's past frames], then decoder
     assert inputs[0] == "audio" and len(inputs) == 1 + mask_states + 2
     assert step.get_inputs()[1].shape[-1] == history
     assert outputs == ["clean"] + [f"{n}_out" for n in inputs[1:]]
-    assert Denoiser(tiny_model).latency_samples == 159  # the synthesis window alone sets the latency
+    assert Denoiser(trained_tiny_model).latency_samples == 159  # the synthesis window alone sets the latency
 
 
-def test_training_resumes_from_its_checkpoint(tiny_model, capsys):
-    root = tiny_model.parent
+def test_training_resumes_from_its_checkpoint(trained_tiny_model, capsys):
+    root = trained_tiny_model.parent
     code = train_tiny(root, root / "run", "--steps", "6", "--log-every", "2")
     assert code == 0
     out = capsys.readouterr().out
@@ -80,28 +110,28 @@ def test_training_resumes_from_its_checkpoint(tiny_model, capsys):
     assert '"steps": 6' in out
 
 
-def test_resuming_and_init_restore_the_weights(tiny_model, tmp_path):
+def test_resuming_and_init_restore_the_weights(trained_tiny_model, tmp_path):
     import shutil
-
-    import torch
 
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
 
-    root, run = tiny_model.parent, tmp_path / "run"
+    root, run = trained_tiny_model.parent, tmp_path / "run"
     shutil.copytree(root / "run", run)
     saved = torch.load(run / "checkpoint.pt", weights_only=False)
     assert train_tiny(root, run, "--steps", str(saved["step"])) == 0  # resumed with nothing left to do
     resumed = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
     assert all(torch.equal(saved["model"][k], resumed[k]) for k in saved["model"])
-    assert train_tiny(root, tmp_path / "ft", "--init", str(run / "checkpoint.pt"), "--steps", "1", "--lr", "0") == 0
+    assert (
+        train_tiny(root, tmp_path / "ft", "--init", str(run / "checkpoint.pt"), "--steps", "1", "--lr", "0")
+        == 0
+    )
     started = torch.load(tmp_path / "ft" / "checkpoint.pt", weights_only=False)["model"]
     names = [n for n, _ in DenoiserNet(DenoiserConfig.from_dict(saved["config"])).named_parameters()]
     assert all(torch.equal(saved["model"][n], started[n]) for n in names)  # learning rate 0: only the load
 
 
-def test_a_non_finite_batch_is_skipped_not_learned(tiny_model, tmp_path, monkeypatch, capsys):
-    import torch
+def test_a_non_finite_batch_is_skipped_not_learned(trained_tiny_model, tmp_path, monkeypatch, capsys):
 
     from streamae.train import data
 
@@ -116,7 +146,7 @@ def test_a_non_finite_batch_is_skipped_not_learned(tiny_model, tmp_path, monkeyp
         return noisy, clean
 
     monkeypatch.setattr(data.Mixer, "batch", poisoned)
-    root = tiny_model.parent
+    root = trained_tiny_model.parent
     run = tmp_path / "run"
     assert train_tiny(root, run, "--steps", "3", "--code", "32", "--bottleneck", "16", "--hidden", "16",
                       "--dilations", "1") == 0
@@ -125,10 +155,9 @@ def test_a_non_finite_batch_is_skipped_not_learned(tiny_model, tmp_path, monkeyp
     assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
 
 
-def test_training_can_start_from_other_weights(tiny_model, tmp_path, capsys):
-    import torch
+def test_training_can_start_from_other_weights(trained_tiny_model, tmp_path, capsys):
 
-    root = tiny_model.parent
+    root = trained_tiny_model.parent
     source = torch.load(root / "run" / "checkpoint.pt", weights_only=False)
     assert train_tiny(root, tmp_path / "ft", "--init", str(root / "run" / "checkpoint.pt"), "--steps", "1",
                       "--suppression-weight", "50", "--log-every", "1") == 0
@@ -140,7 +169,6 @@ def test_training_can_start_from_other_weights(tiny_model, tmp_path, capsys):
 
 def test_the_asymmetric_stft_reconstructs_the_input_exactly():
     """Mask one everywhere: the spectral front end passes audio through, one synthesis window late."""
-    import torch
 
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
@@ -159,7 +187,6 @@ def test_the_asymmetric_stft_reconstructs_the_input_exactly():
 def test_the_spectral_front_end_resolves_what_the_learned_one_cannot():
     """Two tones 75 Hz apart (a low voice's harmonic spacing): two peaks in the 512-sample
     asymmetric analysis, one lump in the 160-sample window. This is what the longer window is for."""
-    import torch
 
     from streamae.train.model import asymmetric_stft
 
@@ -174,10 +201,9 @@ def test_the_spectral_front_end_resolves_what_the_learned_one_cannot():
         assert (len(peaks) == 2) == separated, (window, peaks)
 
 
-def test_training_with_the_spectral_front_end_resumes(tiny_model, tmp_path, capsys):
-    import torch
+def test_training_with_the_spectral_front_end_resumes(trained_tiny_model, tmp_path, capsys):
 
-    root, run = tiny_model.parent, tmp_path / "spectral"
+    root, run = trained_tiny_model.parent, tmp_path / "spectral"
     small = ("--bottleneck", "8", "--hidden", "8", "--dilations", "1")
     assert train_tiny(root, run, "--analysis-window", "320", *small, "--steps", "2") == 0
     assert train_tiny(root, run, "--steps", "3") == 0
@@ -187,9 +213,9 @@ def test_training_with_the_spectral_front_end_resumes(tiny_model, tmp_path, caps
     assert not any(k.startswith("encoder") for k in ckpt["model"])  # a fixed basis, not learned
 
 
-def test_init_weights_of_another_architecture_are_refused(tiny_model, tmp_path, capsys):
+def test_init_weights_of_another_architecture_are_refused(trained_tiny_model, tmp_path, capsys):
     """--init with --analysis-window would otherwise silently train the init's architecture."""
-    root = tiny_model.parent
+    root = trained_tiny_model.parent
     assert train_tiny(root, tmp_path / "x", "--init", str(root / "run" / "checkpoint.pt"),
                       "--analysis-window", "512", "--steps", "1") == 1
     assert "--init fixes the architecture" in capsys.readouterr().err
@@ -198,11 +224,10 @@ def test_init_weights_of_another_architecture_are_refused(tiny_model, tmp_path, 
 
 def _widened(model_path, hidden: int):
     """-> (the saved GRU model, the same grown to `hidden` units, a test input)."""
-    import torch
 
     from streamae.train.config import DenoiserConfig
-    from streamae.train.model import DenoiserNet
     from streamae.train.grow import grow
+    from streamae.train.model import DenoiserNet
 
     saved = torch.load(model_path.with_suffix(".pt"), weights_only=False)
     narrow = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
@@ -214,7 +239,6 @@ def _widened(model_path, hidden: int):
 
 
 def test_widening_the_gru_keeps_the_output_and_lets_the_new_units_learn(tiny_recurrent_model):
-    import torch
 
     narrow, wide, audio = _widened(tiny_recurrent_model, 40)
     with torch.no_grad():
@@ -229,17 +253,18 @@ def test_widening_the_gru_keeps_the_output_and_lets_the_new_units_learn(tiny_rec
 
 @pytest.mark.parametrize("front_end", ["deep-filter", "phase-input"])
 def test_adding_a_deep_filter_or_phase_input_keeps_the_output_and_lets_it_learn(front_end, request):
-    import torch
 
     from streamae.train.config import DenoiserConfig
-    from streamae.train.model import DenoiserNet
     from streamae.train.grow import grow
+    from streamae.train.model import DenoiserNet
 
     saved = torch.load(_tiny(front_end, request).with_suffix(".pt"), weights_only=False)
     config = DenoiserConfig.from_dict(saved["config"])
     plain_config = DenoiserConfig.from_dict({**saved["config"], "deep_filter": 0, "phase_input": False})
     plain = DenoiserNet(plain_config).eval()  # the same weights without the deep filter
-    plain.load_state_dict({k: v for k, v in saved["model"].items() if not k.startswith(("taps.", "phase_features."))})
+    plain.load_state_dict(
+        {k: v for k, v in saved["model"].items() if not k.startswith(("taps.", "phase_features."))}
+    )
     grown = DenoiserNet(config).eval()
     grown.load_state_dict(grow(plain.state_dict(), plain_config, config))
     audio = torch.from_numpy(np.stack([speechlike(1.0, seed=3) + noise(1.0, seed=4)]))
@@ -263,13 +288,22 @@ def test_adding_a_deep_filter_or_phase_input_keeps_the_output_and_lets_it_learn(
     (("--hidden", "16"), False),  # narrower: would drop what the units learned
     (("--hidden", "40", "--bottleneck", "20"), False),  # only the GRU width may grow
 ])
-def test_init_can_widen_a_gru_model_and_nothing_else(tiny_model, tiny_recurrent_model, tmp_path, capsys, options, accepted):
-    import torch
+def test_init_can_widen_a_gru_model_and_nothing_else(
+    trained_tiny_model, tiny_recurrent_model, tmp_path, capsys, options, accepted
+):
 
-    root = tiny_model.parent  # its synthetic speech and noise
+    root = trained_tiny_model.parent  # its synthetic speech and noise
     shape = ("--code", "32", "--bottleneck", "16", "--recurrent", "2")
-    code = train_tiny(root, tmp_path / "run", "--init", str(tiny_recurrent_model.with_suffix(".pt")), *shape, *options,
-                      "--steps", "1")
+    code = train_tiny(
+        root,
+        tmp_path / "run",
+        "--init",
+        str(tiny_recurrent_model.with_suffix(".pt")),
+        *shape,
+        *options,
+        "--steps",
+        "1",
+    )
     captured = capsys.readouterr()
     if accepted:
         assert code == 0 and "widened the GRU layers from 24 to 40" in captured.out
@@ -286,8 +320,9 @@ def test_init_can_widen_a_gru_model_and_nothing_else(tiny_model, tiny_recurrent_
     (("--phase-input",), "need the spectral front end"),
     (("--analysis-window", "200", "--deep-filter", "1"), "needs at least 2 taps"),
 ])
-def test_init_can_add_a_deep_filter_or_phase_input_to_a_spectral_model(tiny_model, tmp_path, capsys, options, refusal):
-    import torch
+def test_init_can_add_a_deep_filter_or_phase_input_to_a_spectral_model(
+    trained_tiny_model, tmp_path, capsys, options, refusal
+):
 
     from streamae.train.config import DenoiserConfig
     from streamae.train.model import DenoiserNet
@@ -296,20 +331,25 @@ def test_init_can_add_a_deep_filter_or_phase_input_to_a_spectral_model(tiny_mode
     init = tmp_path / "init.pt"
     config = DenoiserConfig(analysis_window=200, bottleneck=16, hidden=16, recurrent=1)
     torch.save({"config": config.to_dict(), "model": DenoiserNet(config).state_dict()}, init)
-    code = train_tiny(tiny_model.parent, tmp_path / "run", "--init", str(init), *shape, *options, "--steps", "1")
+    code = train_tiny(
+        trained_tiny_model.parent, tmp_path / "run", "--init", str(init), *shape, *options, "--steps", "1"
+    )
     captured = capsys.readouterr()
     if refusal is None:
         added = "added a deep filter of 3 taps" if "--deep-filter" in options else "added the phase input"
         assert code == 0 and added in captured.out
         saved = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["config"]
-        assert (saved["deep_filter"], saved["phase_input"]) == ((3, False) if "--deep-filter" in options else (0, True))
+        assert (saved["deep_filter"], saved["phase_input"]) == (
+            (3, False) if "--deep-filter" in options else (0, True)
+        )
     else:
         assert code == 1 and refusal in captured.err
         assert not (tmp_path / "run" / "checkpoint.pt").exists()
 
 
-def test_a_non_finite_loss_is_skipped_and_its_batch_kept_for_diagnosis(tiny_model, tmp_path, monkeypatch, capsys):
-    import torch
+def test_a_non_finite_loss_is_skipped_and_its_batch_kept_for_diagnosis(
+    trained_tiny_model, tmp_path, monkeypatch, capsys
+):
 
     from streamae.train import train_denoiser
 
@@ -323,8 +363,7 @@ def test_a_non_finite_loss_is_skipped_and_its_batch_kept_for_diagnosis(tiny_mode
 
     monkeypatch.setattr(train_denoiser, "multi_resolution_stft", flaky)
     run = tmp_path / "run"
-    assert train_tiny(tiny_model.parent, run, "--steps", "2", "--code", "32", "--bottleneck", "16", "--hidden", "16",
-                      "--dilations", "1") == 0
+    assert train_tiny(trained_tiny_model.parent, run, "--steps", "2", *TINY_SHAPE, "--dilations", "1") == 0
     assert '"skipped_batches": 1' in capsys.readouterr().out
     kept = torch.load(run / "nonfinite-1.pt", weights_only=False)
     assert kept["noisy"].shape == kept["clean"].shape and torch.isfinite(kept["noisy"]).all()
@@ -336,7 +375,6 @@ def test_a_non_finite_loss_is_skipped_and_its_batch_kept_for_diagnosis(tiny_mode
 def test_stft_loss_has_finite_gradients_where_the_estimate_is_nearly_silent():
     """Near-silent stretches of the estimate give zero and denormal STFT bins (|z| ~ 1e-41), where
     complex abs() back-propagates NaN: the cause of the rare non-finite training batches."""
-    import torch
 
     from streamae.train.losses import multi_resolution_stft
 
@@ -351,7 +389,6 @@ def test_stft_loss_has_finite_gradients_where_the_estimate_is_nearly_silent():
 
 
 def test_over_suppression_charges_only_for_speech_the_estimate_lost():
-    import torch
 
     from streamae.train.losses import over_suppression
 
@@ -359,7 +396,10 @@ def test_over_suppression_charges_only_for_speech_the_estimate_lost():
     noisy = target + torch.from_numpy(noise(1.0))[None]
     assert over_suppression(target, target, noisy).item() == pytest.approx(0.0, abs=1e-9)
     # residual noise costs far less than speech 6 dB down
-    assert over_suppression(noisy, target, noisy).item() < 0.25 * over_suppression(0.5 * target, target, noisy).item()
+    assert (
+        over_suppression(noisy, target, noisy).item()
+        < 0.25 * over_suppression(0.5 * target, target, noisy).item()
+    )
     lost_half = target.clone()
     lost_half[:, 8000:] = 0.0
     assert over_suppression(lost_half, target, noisy) > over_suppression(0.5 * target, target, noisy) > 0
@@ -369,7 +409,6 @@ def test_over_suppression_charges_only_for_speech_the_estimate_lost():
 
 
 def test_the_intelligibility_term_is_zero_for_the_clean_speech_and_grows_with_noise():
-    import torch
 
     from streamae.train.losses import intelligibility
 
@@ -390,14 +429,17 @@ def test_the_intelligibility_term_is_zero_for_the_clean_speech_and_grows_with_no
 
 def test_the_intelligibility_term_sees_above_4_khz_only_with_more_bands():
     """STOI's 15 bands end at 4.3 kHz, so losing a fricative band costs nothing there; 18 reach 8 kHz."""
-    import torch
 
     from streamae.train.losses import intelligibility
 
     rate, seconds = 16000, 3.0
     t = np.arange(int(rate * seconds)) / rate
-    hiss = np.fft.irfft(np.fft.rfft(noise(seconds, level=0.05)) * (np.fft.rfftfreq(len(t), 1 / rate) > 5000), len(t))
-    target = torch.from_numpy((speechlike(seconds) + hiss * (np.sin(2 * np.pi * 2.0 * t) > 0.5)).astype(np.float32))[None]
+    hiss = np.fft.irfft(
+        np.fft.rfft(noise(seconds, level=0.05)) * (np.fft.rfftfreq(len(t), 1 / rate) > 5000), len(t)
+    )
+    target = torch.from_numpy(
+        (speechlike(seconds) + hiss * (np.sin(2 * np.pi * 2.0 * t) > 0.5)).astype(np.float32)
+    )[None]
     spectrum = np.fft.rfft(target[0].numpy())
     spectrum[np.fft.rfftfreq(len(t), 1 / rate) > 4500] = 0
     without_hiss = torch.from_numpy(np.fft.irfft(spectrum, len(t)).astype(np.float32))[None]
@@ -410,7 +452,16 @@ def test_the_intelligibility_term_sees_above_4_khz_only_with_more_bands():
 def test_bad_training_options_fail_before_any_training(tmp_path, capsys):
     from streamae.cli import main
 
-    base = ["train", "denoiser", "--speech", str(tmp_path), "--noise", str(tmp_path), "--run-dir", str(tmp_path / "r")]
+    base = [
+        "train",
+        "denoiser",
+        "--speech",
+        str(tmp_path),
+        "--noise",
+        str(tmp_path),
+        "--run-dir",
+        str(tmp_path / "r"),
+    ]
     anomaly = ["anomaly", "train", "--normal", str(tmp_path), "-o", str(tmp_path / "m.onnx")]
     for args, reason in ((base + ["--minutes", "0"], "no training budget"),
                          (base + ["--export", str(tmp_path / "mine")], "ends in .onnx"),
@@ -423,12 +474,11 @@ def test_bad_training_options_fail_before_any_training(tmp_path, capsys):
         assert err.startswith("streamae: error:") and reason in err and "\n" not in err, args
 
 
-def test_stop_after_ends_the_sitting_checkpointed_and_the_run_goes_on(tiny_model, tmp_path, capsys):
+def test_stop_after_ends_the_sitting_checkpointed_and_the_run_goes_on(trained_tiny_model, tmp_path, capsys):
     """--stop-after ends this sitting early without ending the schedule; the next sitting resumes
     and the run finishes (and exports) only when its budget is spent."""
-    import torch
 
-    root, run, out = tiny_model.parent, tmp_path / "run", tmp_path / "m.onnx"
+    root, run, out = trained_tiny_model.parent, tmp_path / "run", tmp_path / "m.onnx"
     small = ("--bottleneck", "8", "--hidden", "8", "--dilations", "1", "--export", str(out))
     assert train_tiny(root, run, *small, "--minutes", "30", "--stop-after", "0.01") == 0
     assert "the same command resumes it" in capsys.readouterr().out
@@ -459,21 +509,36 @@ def test_the_module_entry_reports_errors_in_one_line(tmp_path):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, "-m", "streamae.train.train_denoiser", "--speech", str(tmp_path),
-                        "--noise", str(tmp_path), "--minutes", "0"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamae.train.train_denoiser",
+            "--speech",
+            str(tmp_path),
+            "--noise",
+            str(tmp_path),
+            "--minutes",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1
-    assert r.stderr.strip().splitlines() == ["streamae: error: no training budget: give --minutes or --steps above 0"]
+    assert r.stderr.strip().splitlines() == [
+        "streamae: error: no training budget: give --minutes or --steps above 0"
+    ]
 
 
 def test_dropping_the_deep_filter_leaves_the_model_with_silent_taps(tiny_deep_filter_model):
-    """scripts/export_denoiser.py --drop-deep-filter: the phase input stays, the taps' output goes."""
-    import torch
-
+    """export_denoiser.py --drop-deep-filter: the phase input stays, the taps' output goes."""
     from streamae.train.config import DenoiserConfig
+    from streamae.train.grow import without_deep_filter
     from streamae.train.model import DenoiserNet
 
     saved = torch.load(tiny_deep_filter_model.with_suffix(".pt"), weights_only=False)
-    dropped = load_script("export_denoiser")._without_deep_filter(saved)
+    dropped = without_deep_filter(saved)
     without = DenoiserNet(DenoiserConfig.from_dict(dropped["config"])).eval()
     without.load_state_dict(dropped["model"])
     silenced = DenoiserNet(DenoiserConfig.from_dict(saved["config"])).eval()
@@ -487,14 +552,10 @@ def test_dropping_the_deep_filter_leaves_the_model_with_silent_taps(tiny_deep_fi
 
 
 def test_interpolated_weights_run_from_the_grown_start_to_the_tuned_model(tiny_deep_filter_model):
-    """scripts/interpolate_weights.py: alpha 0 is the start (grown to the tuned shape), 1 the tuned
+    """interpolate_weights.py: alpha 0 is the start (grown to the tuned shape), 1 the tuned
     model, and 0.5 lies halfway, weight for weight."""
-    import torch
-
     from streamae.train.config import DenoiserConfig
-    from streamae.train.grow import grow
-
-    script = load_script("interpolate_weights")
+    from streamae.train.grow import grow, interpolate
     tuned = torch.load(tiny_deep_filter_model.with_suffix(".pt"), weights_only=False)
     start_config = DenoiserConfig.from_dict({**tuned["config"], "deep_filter": 0})
     start = {"config": start_config.to_dict(),
@@ -502,7 +563,7 @@ def test_interpolated_weights_run_from_the_grown_start_to_the_tuned_model(tiny_d
                        if not k.startswith(("taps.", "phase_features."))}}
     grown = grow(start["model"], start_config, DenoiserConfig.from_dict(tuned["config"]))
     for alpha in (0.0, 0.5, 1.0):
-        mixed = script.interpolate(start, tuned, alpha)["model"]
+        mixed = interpolate(start, tuned, alpha)["model"]
         for name, value in tuned["model"].items():
             if value.is_floating_point():
                 torch.testing.assert_close(mixed[name], grown[name] + alpha * (value - grown[name]))
@@ -510,7 +571,6 @@ def test_interpolated_weights_run_from_the_grown_start_to_the_tuned_model(tiny_d
 
 def test_a_deep_filter_model_can_be_widened_too(tiny_deep_filter_model):
     """Its taps read the GRU's units as the mask does: the new units' columns start at zero."""
-    import torch
 
     narrow, wide, audio = _widened(tiny_deep_filter_model, 24)
     with torch.no_grad():

@@ -17,14 +17,19 @@ from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence, TextIO
+from typing import Callable, Sequence, TextIO
 
 import numpy as np
 
 from ..errors import StreamaeError
 
-if TYPE_CHECKING:  # the scorer imports this module for file verdicts
-    from .scorer import WindowScore
+
+@dataclass(frozen=True)
+class WindowScore:
+    """One window's anomaly score: what the scorer makes and the alert rules read."""
+    start_s: float
+    end_s: float
+    score: float
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,19 @@ def calibrate(model: AnomalyModel, files: list[Path], percentile: float = DEFAUL
     threshold = float(np.percentile(scores, percentile))
     return threshold, {
         "method": f"percentile {percentile} of held-out normal window scores",
-        "percentile": percentile, "hop_seconds": hop_seconds, "windows": int(len(scores)), "files": len(files),
-        "normal_scores": {k: round(float(v), 6) for k, v in
-                          {"mean": scores.mean(), "std": scores.std(), "p50": np.percentile(scores, 50),
-                           "p90": np.percentile(scores, 90), "p99": np.percentile(scores, 99),
-                           "max": scores.max()}.items()},
+        "percentile": percentile,
+        "hop_seconds": hop_seconds,
+        "windows": int(len(scores)),
+        "files": len(files),
+        "normal_scores": {
+            k: round(float(v), 6)
+            for k, v in {
+                "mean": scores.mean(),
+                "std": scores.std(),
+                "p50": np.percentile(scores, 50),
+                "p90": np.percentile(scores, 90),
+                "p99": np.percentile(scores, 99),
+                "max": scores.max(),
+            }.items()
+        },
     }

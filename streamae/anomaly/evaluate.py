@@ -9,10 +9,11 @@ from ..audio import audio_files
 from ..errors import StreamaeError
 from . import metrics
 from .alerts import AlertPolicy
-from .scorer import AnomalyModel, FileScore
+from .scorer import DEFAULT_HOP_SECONDS, AnomalyModel, FileScore
 
 
-def evaluate(model: AnomalyModel, normal: list[str | Path], anomalous: list[str | Path], hop_seconds: float = 0.5,
+def evaluate(model: AnomalyModel, normal: list[str | Path], anomalous: list[str | Path],
+             hop_seconds: float = DEFAULT_HOP_SECONDS,
              policy: AlertPolicy = AlertPolicy()) -> dict:
     """File-level (score: the alert level, as `anomaly score` reports it) and window-level AUC,
     pAUC (FPR <= 0.1), TPR at 1 % FPR, and the confusion at the model's threshold."""
@@ -21,8 +22,10 @@ def evaluate(model: AnomalyModel, normal: list[str | Path], anomalous: list[str 
     too_short = [str(p) for v in scored.values() for p, ws in v if not ws]
     for label, v in scored.items():
         if not any(ws for _, ws in v):
-            raise StreamaeError(f"no {label} recording is at least one {model.features.window_seconds:.2f} s window "
-                                f"long (too short: {', '.join(too_short)})")
+            raise StreamaeError(
+                f"no {label} recording is at least one {model.features.window_seconds:.2f} s window "
+                f"long (too short: {', '.join(too_short)})"
+            )
     files = {k: np.array([FileScore.of(p, ws, model.threshold, policy).score for p, ws in v if ws])
              for k, v in scored.items()}
     windows = {k: np.array([w.score for _, ws in v for w in ws]) for k, v in scored.items()}

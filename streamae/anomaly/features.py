@@ -17,16 +17,15 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from ..audio import RESAMPLE_QUALITY, open_input, read_blocks
+from ..audio import RESAMPLE_QUALITY, SAMPLE_RATE, open_input, read_blocks
 from ..errors import StreamaeError
 
 FLOOR_POWER = 1e-10  # -100 dB: digital silence stays finite
-FILE_BLOCK_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     n_fft: int = 1024
     hop: int = 256
     bands: int = 64
@@ -102,8 +101,10 @@ class FeatureStream:
 
     def __init__(self, cfg: FeatureConfig, sample_rate: int, channels: int = 1):
         if sample_rate < 2 * cfg.fmax:  # the top bands would be empty, and every window "anomalous"
-            raise StreamaeError(f"recorded at {sample_rate} Hz, but this model listens up to {cfg.fmax:.0f} Hz "
-                                f"and needs at least {2 * cfg.fmax:.0f} Hz")
+            raise StreamaeError(
+                f"recorded at {sample_rate} Hz, but this model listens up to {cfg.fmax:.0f} Hz "
+                f"and needs at least {2 * cfg.fmax:.0f} Hz"
+            )
         self.cfg = cfg
         self._resampler = None
         if sample_rate != cfg.sample_rate:
@@ -112,8 +113,15 @@ class FeatureStream:
         self._pending = np.zeros(0, np.float32)
         self.channels = channels
 
-    def push(self, block: np.ndarray, last: bool = False) -> np.ndarray:
+    def process(self, block: np.ndarray) -> np.ndarray:
         """block: float32 [channels, n] or [n] -> [bands, new frames]."""
+        return self._frames(block, last=False)
+
+    def flush(self) -> np.ndarray:
+        """The frames the resampler still held at the end of the audio."""
+        return self._frames(np.zeros((self.channels, 0), np.float32), last=True)
+
+    def _frames(self, block: np.ndarray, last: bool) -> np.ndarray:
         # NaN/inf -> 0: a bad sample would otherwise stay in the resampler and spoil every later score
         x = np.nan_to_num(np.asarray(block, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         mono = x.mean(axis=0) if x.ndim == 2 else x
@@ -129,8 +137,8 @@ def file_frames(path: str | Path, cfg: FeatureConfig) -> np.ndarray:
     """A whole file's log-mel frames [bands, frames], through the runtime's FeatureStream."""
     with open_input(path) as f:
         stream = FeatureStream(cfg, f.samplerate, f.channels)
-        parts = [stream.push(b) for b in read_blocks(f, int(FILE_BLOCK_SECONDS * f.samplerate))]
-        parts.append(stream.push(np.zeros((f.channels, 0), np.float32), last=True))
+        parts = [stream.process(b) for b in read_blocks(f)]
+        parts.append(stream.flush())
     return np.concatenate(parts, axis=1)
 
 
@@ -155,7 +163,7 @@ class WindowCutter:
         self._first = 0  # stream frame index of self._frames[:, 0]
         self._next = 0  # stream frame index where the next window starts
 
-    def push(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def process(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """-> (windows [N, bands, window_frames], start frames [N])."""
         self._frames = np.concatenate([self._frames, frames], axis=1)
         end = self._first + self._frames.shape[1]

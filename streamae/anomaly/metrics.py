@@ -47,13 +47,22 @@ def tpr_at_fpr(normal: np.ndarray, anomalous: np.ndarray, max_fpr: float = 0.01)
 def confusion(normal: np.ndarray, anomalous: np.ndarray, threshold: float) -> dict:
     """Counts at a fixed threshold (score > threshold = anomalous)."""
     normal, anomalous = np.asarray(normal), np.asarray(anomalous)
-    return {"true_positives": int((anomalous > threshold).sum()), "false_negatives": int((anomalous <= threshold).sum()),
-            "false_positives": int((normal > threshold).sum()), "true_negatives": int((normal <= threshold).sum())}
+    return {
+        "true_positives": int((anomalous > threshold).sum()),
+        "false_negatives": int((anomalous <= threshold).sum()),
+        "false_positives": int((normal > threshold).sum()),
+        "true_negatives": int((normal <= threshold).sum()),
+    }
 
 
 def summary(normal: np.ndarray, anomalous: np.ndarray) -> dict:
-    return {"auc": auc(normal, anomalous), "pauc": pauc(normal, anomalous), "tpr_at_1pct_fpr": tpr_at_fpr(normal, anomalous),
-            "normal": int(len(normal)), "anomalous": int(len(anomalous))}
+    return {
+        "auc": auc(normal, anomalous),
+        "pauc": pauc(normal, anomalous),
+        "tpr_at_1pct_fpr": tpr_at_fpr(normal, anomalous),
+        "normal": int(len(normal)),
+        "anomalous": int(len(anomalous)),
+    }
 
 
 def _area(x: np.ndarray, y: np.ndarray) -> float:

@@ -23,14 +23,14 @@ def _listen():
     return listen
 
 
-def monitor_mic(monitor: Monitor, device: str | int | None = None, duration_s: float | None = None,
+def monitor_mic(monitor: Monitor, input_device: str | int | None = None, duration_s: float | None = None,
                 stats_every_s: float = 60.0) -> None:
     """Score the microphone until Ctrl-C (or `duration_s`); the caller closes the monitor."""
     listen = _listen()
     rate = monitor.model.features.sample_rate  # ask the device for the model's rate (PortAudio converts)
     segment = monitor.segment(rate, 1, "mic")
-    with listen(segment.push, sample_rate=rate, block_frames=int(BLOCK_SECONDS * rate), channels=1, device=device,
-                history_seconds=10.0) as worker:
+    with listen(segment.process, sample_rate=rate, block_frames=int(BLOCK_SECONDS * rate), channels=1,
+                device=input_device, history_seconds=10.0) as worker:
         started = last_stats = time.monotonic()
         while duration_s is None or time.monotonic() - started < duration_s:
             time.sleep(0.2)
@@ -38,4 +38,4 @@ def monitor_mic(monitor: Monitor, device: str | int | None = None, duration_s: f
             if time.monotonic() - last_stats > stats_every_s:
                 print(f"streamae: mic: {worker.stats.line()}", file=sys.stderr, flush=True)
                 last_stats = time.monotonic()
-    segment.finish()
+    segment.flush()

@@ -7,7 +7,6 @@ hysteresis state, the per-window score log and the history the plot draws.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -15,19 +14,17 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..audio import AUDIO_SUFFIXES, open_input, read_blocks
+from ..audio import find_audio, open_input, read_blocks
 from ..errors import StreamaeError
-from .alerts import AlertPolicy, Hysteresis, JsonLines, Webhook
-from .scorer import AnomalyModel, WindowScore
-
-FILE_BLOCK_SECONDS = 1.0
+from .alerts import AlertPolicy, Hysteresis, WindowScore
+from .scorer import DEFAULT_HOP_SECONDS, AnomalyModel
 
 Sink = Callable[[dict], None]
 
 
 class Monitor:
     def __init__(self, model: AnomalyModel, policy: AlertPolicy, sinks: list[Sink],
-                 score_log: Sink | None = None, hop_seconds: float = 0.5):
+                 score_log: Sink | None = None, hop_seconds: float = DEFAULT_HOP_SECONDS):
         self.model, self.sinks, self.score_log, self.hop_seconds = model, sinks, score_log, hop_seconds
         self.hysteresis = Hysteresis(model.threshold, policy)
         self.history: list[WindowScore] = []
@@ -39,16 +36,16 @@ class Monitor:
         """One segment (a file, or a live stream) of float32 [channels, n] blocks."""
         segment = self.segment(sample_rate, channels, source)
         for block in blocks:
-            segment.push(block)
-        segment.finish()
+            segment.process(block)
+        segment.flush()
 
     def segment(self, sample_rate: int, channels: int, source: str) -> "Segment":
-        """A push-style segment, for sources that call us (a live input's worker thread)."""
+        """A segment fed block by block, for sources that call us (a live input's worker thread)."""
         return Segment(self, sample_rate, channels, source)
 
     def feed_file(self, path: str | Path) -> None:
         with open_input(path) as f:
-            self.feed(read_blocks(f, int(FILE_BLOCK_SECONDS * f.samplerate)), f.samplerate, f.channels, str(path))
+            self.feed(read_blocks(f), f.samplerate, f.channels, str(path))
 
     def close(self) -> None:
         """End an open alert (so every start has its end)."""
@@ -63,8 +60,15 @@ class Monitor:
             self.history.append(w)
             self._last_source = source
             if self.score_log is not None:
-                self.score_log({"source": source, "start_s": round(w.start_s, 3), "offset_s": round(w.end_s, 3),
-                                "score": round(w.score, 6), "above": w.score > self.model.threshold})
+                self.score_log(
+                    {
+                        "source": source,
+                        "start_s": round(w.start_s, 3),
+                        "offset_s": round(w.end_s, 3),
+                        "score": round(w.score, 6),
+                        "above": w.score > self.model.threshold,
+                    }
+                )
             event = self.hysteresis.update(w)
             if event is not None:
                 self._emit(event, source)
@@ -78,7 +82,7 @@ class Monitor:
 
 
 class Segment:
-    """One continuous stretch of audio on the monitor's time line; finish() when it ends."""
+    """One continuous stretch of audio on the monitor's time line; flush() when it ends."""
 
     def __init__(self, monitor: Monitor, sample_rate: int, channels: int, source: str):
         self.monitor, self.sample_rate, self.source = monitor, sample_rate, source
@@ -86,12 +90,12 @@ class Segment:
         self._base = monitor.offset_s
         self.samples = 0
 
-    def push(self, block: np.ndarray) -> None:
+    def process(self, block: np.ndarray) -> None:
         self.samples += block.shape[-1]
-        self.monitor._handle(self._stream.push(block), self.source, self._base)
+        self.monitor._handle(self._stream.process(block), self.source, self._base)
 
-    def finish(self) -> None:
-        self.monitor._handle(self._stream.finish(), self.source, self._base)
+    def flush(self) -> None:
+        self.monitor._handle(self._stream.flush(), self.source, self._base)
         self.monitor.offset_s = self._base + self.samples / self.sample_rate
 
 
@@ -101,12 +105,12 @@ def new_files(folder: Path, poll_s: float = 1.0, existing: bool = False, idle_ex
     (same size and mtime on two looks), so a recorder still writing it is not read half-done."""
     if not folder.is_dir():
         raise StreamaeError("no such folder", folder)
-    seen = set() if existing else set(_audio_in(folder))
+    seen = set() if existing else set(find_audio(folder, recursive=False))
     sizes: dict[Path, tuple[int, float]] = {}
     last_new = time.monotonic()
     while not should_stop():
         ready = []
-        for path in _audio_in(folder):
+        for path in find_audio(folder, recursive=False):
             if path in seen:
                 continue
             try:
@@ -127,10 +131,6 @@ def new_files(folder: Path, poll_s: float = 1.0, existing: bool = False, idle_ex
         time.sleep(poll_s)
 
 
-def _audio_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and not p.name.startswith("."))
-
-
 def watch_folder(monitor: Monitor, folder: Path, poll_s: float, existing: bool, idle_exit_s: float | None,
                  should_stop: Callable[[], bool] = lambda: False) -> None:
     for path in new_files(folder, poll_s, existing, idle_exit_s, should_stop):
@@ -140,39 +140,21 @@ def watch_folder(monitor: Monitor, folder: Path, poll_s: float, existing: bool, 
             print(f"streamae: skipping {e}", file=sys.stderr, flush=True)
 
 
-def run_monitor(args: argparse.Namespace, model: AnomalyModel) -> int:
-    sinks: list[Sink] = []
-    closers: list[Callable[[], None]] = []
-    if not args.quiet:
-        sinks.append(JsonLines(sys.stdout))
-    if args.alerts:
-        sinks.append(alerts := JsonLines(args.alerts))
-        closers.append(alerts.close)
-    if args.webhook:
-        sinks.append(hook := Webhook(args.webhook))
-        closers.append(hook.close)
-    score_log = JsonLines(args.scores) if args.scores else None
-    if score_log is not None:
-        closers.append(score_log.close)
-    if args.plot:
-        from .plot import check_available
-        check_available()
-    monitor = Monitor(model, AlertPolicy(args.k, args.n, args.cooldown), sinks, score_log, args.hop)
+def monitor_source(monitor: Monitor, source: str | Path, *, poll_s: float = 1.0, existing: bool = False,
+                   idle_exit_s: float | None = None, input_device: str | int | None = None,
+                   duration_s: float | None = None) -> None:
+    """Feed `source` to `monitor` until it ends (or Ctrl-C), then close the monitor: 'mic' (the
+    input device, for `duration_s` or until Ctrl-C), a folder (new files as they appear; see
+    `new_files`) or one audio file."""
     try:
-        if args.source == "mic":
+        if str(source) == "mic":
             from .mic import monitor_mic
-            monitor_mic(monitor, args.device, args.duration)
-        elif Path(args.source).is_dir():
-            watch_folder(monitor, Path(args.source), args.poll, args.existing, args.idle_exit)
+            monitor_mic(monitor, input_device, duration_s)
+        elif Path(source).is_dir():
+            watch_folder(monitor, Path(source), poll_s, existing, idle_exit_s)
         else:
-            monitor.feed_file(args.source)
+            monitor.feed_file(source)
     except KeyboardInterrupt:
         pass
     finally:
         monitor.close()
-        for close in closers:
-            close()
-        if args.plot:
-            from .plot import plot_scores
-            plot_scores(monitor.history, monitor.events, model.threshold, args.plot)
-    return 0

@@ -26,14 +26,18 @@ def plot_scores(history: list[WindowScore], events: list[dict], threshold: float
 
     path = Path(path)
     fig, ax = plt.subplots(figsize=(10, 3.2), dpi=100)
-    ax.plot([w.end_s for w in history], [w.score for w in history], lw=1, color="tab:blue", label="window score")
+    ax.plot(
+        [w.end_s for w in history], [w.score for w in history], lw=1, color="tab:blue", label="window score"
+    )
     ax.axhline(threshold, color="tab:red", ls="--", lw=1, label=f"threshold {threshold:.3g}")
     for start, end in _spans(events, history[-1].end_s if history else 0.0):
         ax.axvspan(start, end, color="tab:red", alpha=0.15, lw=0)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("anomaly score")
     ax.legend(loc="upper left", fontsize=8)
-    ax.set_title(f"{len(history)} windows, {sum(e['event'] == 'anomaly_start' for e in events)} alert(s)", fontsize=9)
+    ax.set_title(
+        f"{len(history)} windows, {sum(e['event'] == 'anomaly_start' for e in events)} alert(s)", fontsize=9
+    )
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

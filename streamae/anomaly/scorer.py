@@ -14,18 +14,13 @@ import soundfile as sf
 from .. import runtime
 from ..audio import open_input, read_blocks
 from ..errors import StreamaeError
-from .alerts import AlertPolicy, alert_level
-from .features import FILE_BLOCK_SECONDS, FeatureConfig, FeatureStream, WindowCutter
+from .alerts import AlertPolicy, WindowScore, alert_level
+from .features import FeatureConfig, FeatureStream, WindowCutter
 
 DEFAULT_HOP_SECONDS = 0.5  # a new score every half second
 BATCH = 256  # windows per onnxruntime call
 
-
-@dataclass(frozen=True)
-class WindowScore:
-    start_s: float
-    end_s: float
-    score: float
+__all__ = ["DEFAULT_HOP_SECONDS", "AnomalyModel", "FileScore", "ScoreStream", "WindowScore"]
 
 
 @dataclass(frozen=True)
@@ -49,8 +44,17 @@ class FileScore:
            seconds: float | None = None) -> "FileScore":
         scores = np.array([w.score for w in windows])
         level = alert_level(scores, policy)
-        return cls(str(path), level, threshold, level > threshold, float(scores.mean()), float(scores.max()),
-                   len(scores), int((scores > threshold).sum()), windows[-1].end_s if seconds is None else seconds)
+        return cls(
+            str(path),
+            level,
+            threshold,
+            level > threshold,
+            float(scores.mean()),
+            float(scores.max()),
+            len(scores),
+            int((scores > threshold).sum()),
+            windows[-1].end_s if seconds is None else seconds,
+        )
 
     def to_dict(self) -> dict:
         return {"file": self.file, "score": round(self.score, 6), "threshold": round(self.threshold, 6),
@@ -80,14 +84,22 @@ class AnomalyModel:
 
     def score_windows(self, windows: np.ndarray) -> np.ndarray:
         """Normalised windows [N, bands, window_frames] -> scores [N] (higher = more anomalous)."""
-        out = [self.session.run(["score"], {self._input: np.ascontiguousarray(windows[i:i + BATCH], np.float32)})[0]
-               for i in range(0, len(windows), BATCH)]
+        out = [
+            self.session.run(
+                ["score"], {self._input: np.ascontiguousarray(windows[i : i + BATCH], np.float32)}
+            )[0]
+            for i in range(0, len(windows), BATCH)
+        ]
         return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
-    def stream(self, sample_rate: int, channels: int = 1, hop_seconds: float = DEFAULT_HOP_SECONDS) -> "ScoreStream":
+    def stream(
+        self, sample_rate: int, channels: int = 1, hop_seconds: float = DEFAULT_HOP_SECONDS
+    ) -> "ScoreStream":
         return ScoreStream(self, sample_rate, channels, hop_seconds)
 
-    def file_window_scores(self, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS) -> list[WindowScore]:
+    def file_window_scores(
+        self, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS
+    ) -> list[WindowScore]:
         with open_input(path) as f:
             return self._scores_of(f, hop_seconds)
 
@@ -101,8 +113,8 @@ class AnomalyModel:
 
     def _scores_of(self, f: sf.SoundFile, hop_seconds: float) -> list[WindowScore]:
         stream = self.stream(f.samplerate, f.channels, hop_seconds)
-        scores = [s for b in read_blocks(f, int(FILE_BLOCK_SECONDS * f.samplerate)) for s in stream.push(b)]
-        return scores + stream.finish()
+        scores = [s for b in read_blocks(f) for s in stream.process(b)]
+        return scores + stream.flush()
 
 
 class ScoreStream:
@@ -120,13 +132,17 @@ class ScoreStream:
         self._cutter = WindowCutter(cfg, cfg.frames_for(hop_seconds))
         self.channels = channels
 
-    def push(self, block: np.ndarray, last: bool = False) -> list[WindowScore]:
-        """block: float32 [channels, n] or [n]."""
-        windows, starts = self._cutter.push(self._features.push(block, last=last))
+    def process(self, block: np.ndarray) -> list[WindowScore]:
+        """block: float32 [channels, n] or [n] -> the windows it finished."""
+        return self._scored(self._features.process(block))
+
+    def flush(self) -> list[WindowScore]:
+        """The windows the end of the audio finishes."""
+        return self._scored(self._features.flush())
+
+    def _scored(self, frames: np.ndarray) -> list[WindowScore]:
+        windows, starts = self._cutter.process(frames)
         scores = self.model.score_windows(windows)
         cfg = self.cfg
         return [WindowScore(s * cfg.hop / cfg.sample_rate, ((s + cfg.window_frames - 1) * cfg.hop + cfg.n_fft)
                             / cfg.sample_rate, float(v)) for s, v in zip(starts, scores)]
-
-    def finish(self) -> list[WindowScore]:
-        return self.push(np.zeros((self.channels, 0), np.float32), last=True)

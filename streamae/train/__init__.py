@@ -1,5 +1,5 @@
 """Training and ONNX export (needs the `train` extra: torch, onnx, onnxscript).
 
-The runtime never imports torch from here: the CLI reads only the torch-free option and
-config modules (`options`, `config`), and loads a trainer only when one is asked for.
+Nothing outside this package imports it when loading (tests/test_torch_boundary.py checks): the
+command layer loads a trainer only when one is asked for.
 """

@@ -36,20 +36,24 @@ from .options import check_budget
 STATS_WINDOWS = 2000  # random windows that set the per-band mean and spread
 SCORE_WINDOWS = 1000  # random training windows that set each score view's centre and spread
 WARMUP_STEPS = 100
-TOP_FRAMES_FRACTION = 0.05  # the frame view averages the worst 5 % of a window's frames (6 of 122, 0.1 s: a short rattle burst)
+TOP_FRAMES_FRACTION = (
+    0.05  # the frame view averages the worst 5 % of a window's frames (6 of 122, 0.1 s: a short rattle burst)
+)
 
 
-SCORE_DESCRIPTION = ("squared reconstruction error of the per-band standardised, level-normalised log-mel window, "
-                     "seen two ways: the worst band's mean over the window, and the mean over bands of the worst 5 % "
-                     "of frames; each minus its median on normal training windows, over its standard deviation there; "
-                     "the window score is the larger; per file: the alert level, the highest threshold at which the "
-                     "monitor's k-of-n rule would fire (`streamae anomaly score`)")
+SCORE_DESCRIPTION = (
+    "squared reconstruction error of the per-band standardised, level-normalised log-mel window, "
+    "seen two ways: the worst band's mean over the window, and the mean over bands of the worst 5 % "
+    "of frames; each minus its median on normal training windows, over its standard deviation there; "
+    "the window score is the larger; per file: the alert level, the highest threshold at which the "
+    "monitor's k-of-n rule would fire (`streamae anomaly score`)"
+)
 
 
 @dataclass(frozen=True)
 class NetConfig:
-    bands: int = 64
-    window_frames: int = 122
+    bands: int = FeatureConfig.bands  # the network's input is one feature window
+    window_frames: int = FeatureConfig.window_frames
     hidden: int = 96
     code: int = 12  # channels per 2 frames: 128 numbers in, 12 through the code
 
@@ -122,8 +126,14 @@ class SparseConvAE(nn.Module):
     def set_score_scale(self, windows: torch.Tensor, batch: int = 256) -> None:
         """Centre (median) and spread (std) of each view on normal windows."""
         self.eval()
-        z = torch.cat([self.views((self.decoder(self.encoder(w)) - w).pow(2))
-                       for w in ((windows[i:i + batch] - self.mean) / self.std for i in range(0, len(windows), batch))])
+        z = torch.cat(
+            [
+                self.views((self.decoder(self.encoder(w)) - w).pow(2))
+                for w in (
+                    (windows[i : i + batch] - self.mean) / self.std for i in range(0, len(windows), batch)
+                )
+            ]
+        )
         self.score_center.copy_(z.median(dim=0).values)
         self.score_scale.copy_(z.std(dim=0).clamp(min=1e-6))
 
@@ -140,7 +150,9 @@ class WindowSampler:
 
     def batch(self, size: int) -> np.ndarray:
         files = self.rng.choice(len(self.frames), size=size, p=self.p)
-        return np.stack([window_at(self.frames[i], int(self.rng.integers(self.counts[i])), self.cfg) for i in files])
+        return np.stack(
+            [window_at(self.frames[i], int(self.rng.integers(self.counts[i])), self.cfg) for i in files]
+        )
 
 
 def load_frames(files: list[Path], cfg: FeatureConfig) -> tuple[list[np.ndarray], list[Path]]:
@@ -158,12 +170,16 @@ def load_frames(files: list[Path], cfg: FeatureConfig) -> tuple[list[np.ndarray]
     return frames, used
 
 
-def split_files(normal: list[Path], val_normal: list[Path] | None, fraction: float, seed: int) -> tuple[list[Path], list[Path]]:
+def split_files(
+    normal: list[Path], val_normal: list[Path] | None, fraction: float, seed: int
+) -> tuple[list[Path], list[Path]]:
     """(train, calibration) files: the given validation set, or a seeded `fraction` held out of `normal`."""
     if val_normal:
         return normal, val_normal
     if len(normal) < 2:
-        raise StreamaeError("need at least two normal files to hold one out for the threshold (or pass --val-normal)")
+        raise StreamaeError(
+            "need at least two normal files to hold one out for the threshold (or pass --val-normal)"
+        )
     order = np.random.default_rng(seed).permutation(len(normal))
     n_val = min(len(normal) - 1, max(1, round(fraction * len(normal))))
     held = set(order[:n_val].tolist())
@@ -189,15 +205,27 @@ def main(args: argparse.Namespace) -> Path:
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
 
     feats = FeatureConfig.from_dict(ckpt["features"]) if ckpt else _features_for(args.window_seconds)
-    train_files, val_files = split_files(audio_files(args.normal), audio_files(args.val_normal) if args.val_normal else None,
-                                         args.val_fraction, args.seed)
+    train_files, val_files = split_files(
+        audio_files(args.normal),
+        audio_files(args.val_normal) if args.val_normal else None,
+        args.val_fraction,
+        args.seed,
+    )
     t0 = time.time()
     frames, train_files = load_frames(train_files, feats)
     hours = sum(f.shape[1] for f in frames) * feats.hop / feats.sample_rate / 3600
-    print(f"data: {len(train_files)} normal files, {hours * 60:.1f} min (features in {time.time() - t0:.0f} s); "
-          f"{len(val_files)} held-out files for the threshold", flush=True)
+    print(
+        f"data: {len(train_files)} normal files, {hours * 60:.1f} min (features in {time.time() - t0:.0f} "
+        "s); "
+        f"{len(val_files)} held-out files for the threshold",
+        flush=True,
+    )
 
-    net_cfg = NetConfig.from_dict(ckpt["net"]) if ckpt else NetConfig(feats.bands, feats.window_frames, args.hidden, args.code)
+    net_cfg = (
+        NetConfig.from_dict(ckpt["net"])
+        if ckpt
+        else NetConfig(feats.bands, feats.window_frames, args.hidden, args.code)
+    )
     net = SparseConvAE(net_cfg)
     sampler = WindowSampler(frames, feats, args.seed)
     if ckpt is None:
@@ -205,23 +233,38 @@ def main(args: argparse.Namespace) -> Path:
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     step, elapsed = 0, 0.0
     if ckpt is not None:
-        net.load_state_dict({**net.state_dict(), **ckpt["model"]})  # checkpoints from before the score buffers
+        net.load_state_dict(
+            {**net.state_dict(), **ckpt["model"]}
+        )  # checkpoints from before the score buffers
         opt.load_state_dict(ckpt["optimizer"])
         step, elapsed = ckpt["step"], ckpt["elapsed"]
         sampler.rng = np.random.default_rng(args.seed + step)
         print(f"resumed {ckpt_path} at step {step}, {elapsed / 60:.1f} min", flush=True)
     params = sum(p.numel() for p in net.parameters())
-    print(f"model: sparse conv autoencoder, {params:,} parameters, {feats.window_seconds:.2f} s windows, "
-          f"code {net_cfg.code} channels x {feats.window_frames // 2} frames, L1 weight {args.sparsity}", flush=True)
+    print(
+        f"model: sparse conv autoencoder, {params:,} parameters, {feats.window_seconds:.2f} s windows, "
+        f"code {net_cfg.code} channels x {feats.window_frames // 2} frames, L1 weight {args.sparsity}",
+        flush=True,
+    )
 
     step, elapsed, loss_log = _train(net, opt, sampler, args, step, elapsed, ckpt_path, feats)
     net.set_score_scale(torch.from_numpy(WindowSampler(frames, feats, args.seed + 2).batch(SCORE_WINDOWS)))
     _save_checkpoint(ckpt_path, net, opt, step, elapsed, feats)
     probe = torch.from_numpy(WindowSampler(frames, feats, args.seed + 1).batch(512))
     sparsity = code_sparsity(net, probe)
-    training = {"normal": [str(p) for p in args.normal], "files": len(train_files), "hours": round(hours, 3),
-                "steps": step, "minutes": round(elapsed / 60, 2), "batch": args.batch, "lr": args.lr,
-                "sparsity_weight": args.sparsity, "final_loss": loss_log, "seed": args.seed, "parameters": params}
+    training = {
+        "normal": [str(p) for p in args.normal],
+        "files": len(train_files),
+        "hours": round(hours, 3),
+        "steps": step,
+        "minutes": round(elapsed / 60, 2),
+        "batch": args.batch,
+        "lr": args.lr,
+        "sparsity_weight": args.sparsity,
+        "final_loss": loss_log,
+        "seed": args.seed,
+        "parameters": params,
+    }
     return export(net, feats, out, training, sparsity, val_files, args.percentile)
 
 
@@ -264,9 +307,12 @@ def _train(net: SparseConvAE, opt, sampler: WindowSampler, args, step: int, elap
         if time.time() - last_log > args.log_seconds:
             m = np.mean(recent[-50:], axis=0)
             eta = (1 - spent) / max(spent, 1e-9) * elapsed
-            print(f"{_bar(spent)} step {step} | {elapsed / 60:4.1f} min, ~{eta / 60:.1f} min left | "
-                  f"reconstruction {m[0]:.4f} | code L1 {m[1]:.4f} | zeros {float((code == 0).float().mean()):.2f}",
-                  flush=True)
+            print(
+                f"{_bar(spent)} step {step} | {elapsed / 60:4.1f} min, ~{eta / 60:.1f} min left | "
+                f"reconstruction {m[0]:.4f} | code L1 {m[1]:.4f} | zeros "
+                f"{float((code == 0).float().mean()):.2f}",
+                flush=True,
+            )
             last_log = time.time()
         if time.time() - last_ckpt > args.checkpoint_minutes * 60:
             _save_checkpoint(ckpt_path, net, opt, step, time.time() - start, feats)
@@ -282,9 +328,20 @@ def _bar(progress: float, width: int = 20) -> str:
     return f"[{'#' * done}{'.' * (width - done)}] {100 * min(progress, 1.0):3.0f}%"
 
 
-def _save_checkpoint(path: Path, net: SparseConvAE, opt, step: int, elapsed: float, feats: FeatureConfig) -> None:
-    save_checkpoint({"model": net.state_dict(), "optimizer": opt.state_dict(), "step": step, "elapsed": elapsed,
-                     "net": asdict(net.config), "features": feats.to_dict()}, path)
+def _save_checkpoint(
+    path: Path, net: SparseConvAE, opt, step: int, elapsed: float, feats: FeatureConfig
+) -> None:
+    save_checkpoint(
+        {
+            "model": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "elapsed": elapsed,
+            "net": asdict(net.config),
+            "features": feats.to_dict(),
+        },
+        path,
+    )
 
 
 @torch.no_grad()
@@ -321,18 +378,32 @@ def export(net: SparseConvAE, feats: FeatureConfig, path: Path, training: dict, 
         threshold, how = calibrate(AnomalyModel(tmp), val_files, percentile)
         how["held_out"] = [str(f) for f in val_files]
         model = onnx.load(str(tmp))
-        for key, value in {"streamae.threshold": json.dumps(threshold), "streamae.calibration": json.dumps(how)}.items():
+        for key, value in {
+            "streamae.threshold": json.dumps(threshold),
+            "streamae.calibration": json.dumps(how),
+        }.items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
         onnx.save(model, str(tmp))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    card = {"model": path.name, "kind": "anomaly", "threshold": threshold, "calibration": how,
-            "features": feats.to_dict(), "net": asdict(net.config), "training": training, "sparsity": sparsity,
-            "size_bytes": path.stat().st_size}
+    card = {
+        "model": path.name,
+        "kind": "anomaly",
+        "threshold": threshold,
+        "calibration": how,
+        "features": feats.to_dict(),
+        "net": asdict(net.config),
+        "training": training,
+        "sparsity": sparsity,
+        "size_bytes": path.stat().st_size,
+    }
     card_path = path.with_suffix(".json")
     card_path.write_text(json.dumps(card, indent=2) + "\n")
-    print(f"exported {path} ({path.stat().st_size / 1e6:.2f} MB) and {card_path}; threshold {threshold:.4f} "
-          f"({how['method']}, {how['windows']} windows); code zeros {100 * sparsity['zero_fraction']:.0f} %", flush=True)
+    print(
+        f"exported {path} ({path.stat().st_size / 1e6:.2f} MB) and {card_path}; threshold {threshold:.4f} "
+        f"({how['method']}, {how['windows']} windows); code zeros {100 * sparsity['zero_fraction']:.0f} %",
+        flush=True,
+    )
     return path

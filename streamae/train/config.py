@@ -1,16 +1,20 @@
-"""Model hyper-parameters: plain data, importable without torch (the CLI parser uses it)."""
+"""Model hyper-parameters: plain data, importable without torch (the command layer reads its
+defaults when a training run starts)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from ..audio import SAMPLE_RATE
 
 STOI_BANDS = 15  # one-third-octave bands from 150 Hz: STOI looks at nothing above 4.3 kHz
-LOW_BAND_HZ = 4000.0  # the phase input and the deep filter work on the bins up to here, where speech has its harmonics
+LOW_BAND_HZ = (
+    4000.0  # the phase input and the deep filter work on the bins up to here, where speech has its harmonics
+)
 
 
 @dataclass(frozen=True)
 class DenoiserConfig:
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     window: int = 160  # synthesis window W (samples; also the learned analysis window); latency W - 1
     hop: int = 80  # H
     code: int = 256  # learned filterbank size (the spectral front end's code is its bins instead)
@@ -68,7 +72,8 @@ class DenoiserConfig:
         return int(LOW_BAND_HZ * self.analysis_window / self.sample_rate) + 1
 
     def past_frames(self) -> int:
-        """Frames of the low band carried between steps: one for the phase advance, taps - 1 for the filter."""
+        """Frames of the low band carried between steps: one for the phase advance, taps - 1 for the
+        filter."""
         return max(self.deep_filter - 1, 1) if self.uses_phase() else 0
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..audio import audio_files, read_first_channel
+from ..audio import SAMPLE_RATE, audio_files, read_first_channel
 from ..errors import StreamaeError
 
 
@@ -52,7 +52,7 @@ class Bank:
 
 @dataclass
 class MixConfig:
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     seconds: float = 4.0
     snr_low: float = -5.0
     snr_high: float = 25.0
@@ -165,7 +165,9 @@ class Mixer:
             start = self._rand(b) * n
             length = self._uniform(0.2 * sr, 1.0 * sr, b)
             fade = 0.01 * sr
-            inside = torch.clamp(torch.minimum(t - start[:, None], start[:, None] + length[:, None] - t) / fade, 0, 1)
+            inside = torch.clamp(
+                torch.minimum(t - start[:, None], start[:, None] + length[:, None] - t) / fade, 0, 1
+            )
             mask = mask * (1 - inside * use[:, None])
         return mask
 
@@ -192,18 +194,26 @@ class Mixer:
         coloured = torch.fft.irfft(spec * f[None, :] ** (-alpha[:, None] / 2), n=n)
         # mains hum: 50/60 Hz with random harmonic amplitudes
         f0 = torch.where(self._rand(b) < 0.5, 50.0, 60.0) * self._uniform(0.98, 1.02, b)
-        hum = sum(self._rand(b)[:, None] / h * torch.sin(2 * math.pi * h * f0[:, None] * t + 6.28 * self._rand(b)[:, None])
-                  for h in range(1, 9))
+        hum = sum(
+            self._rand(b)[:, None]
+            / h
+            * torch.sin(2 * math.pi * h * f0[:, None] * t + 6.28 * self._rand(b)[:, None])
+            for h in range(1, 9)
+        )
         # tonal whine with slow vibrato
         fw = self._uniform(400, 6000, b)
         vib = 1 + 0.01 * torch.sin(2 * math.pi * self._uniform(0.2, 3, b)[:, None] * t)
         whine = torch.sin(2 * math.pi * torch.cumsum(fw[:, None] * vib, -1) / sr)
         # clicks: sparse impulses through a short decaying resonance
         rate = self._uniform(2, 30, b)
-        clicks = (self._rand(b, n) < (rate / sr)[:, None]).float() * torch.randn(b, n, generator=self.gen, device=self.device)
+        clicks = (self._rand(b, n) < (rate / sr)[:, None]).float() * torch.randn(
+            b, n, generator=self.gen, device=self.device
+        )
         ring = torch.exp(-torch.arange(160, device=self.device) / 20.0) * torch.sin(
             2 * math.pi * torch.arange(160, device=self.device) * 2000 / sr)
-        clicks = torch.fft.irfft(torch.fft.rfft(clicks, n=n + 160) * torch.fft.rfft(ring, n=n + 160), n=n + 160)[:, :n]
+        clicks = torch.fft.irfft(
+            torch.fft.rfft(clicks, n=n + 160) * torch.fft.rfft(ring, n=n + 160), n=n + 160
+        )[:, :n]
         options = torch.stack([coloured, hum, whine, clicks], 1)
         return options[torch.arange(b, device=self.device), kind]
 

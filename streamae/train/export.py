@@ -14,8 +14,8 @@ from pathlib import Path
 
 import onnx
 import torch
-from torch import nn
 from onnxscript import opset18 as op
+from torch import nn
 
 from ..denoiser import step_graph_path
 from .gtcrn import GTCRNet
@@ -41,11 +41,15 @@ class _StepGraph(nn.Module):
         super().__init__()
         c = net.config
         if c.window != 2 * c.hop:
-            raise ValueError(f"the step graph's overlap-add assumes window = 2 * hop, got {c.window} and {c.hop}")
+            raise ValueError(
+                f"the step graph's overlap-add assumes window = 2 * hop, got {c.window} and {c.hop}"
+            )
         self.net = net
         self.hops_per_frame = -(-max(c.window, c.analysis_window) // c.hop)
         self.history = (self.hops_per_frame - 1) * c.hop  # a whole number of hops: at least net.history
-        analysis = (net.analysis_basis if net.spectral else net.encoder.weight).detach()[:, 0, :].T  # [frame, code]
+        analysis = (
+            (net.analysis_basis if net.spectral else net.encoder.weight).detach()[:, 0, :].T
+        )  # [frame, code]
         unused = self.hops_per_frame * c.hop - analysis.shape[0]  # oldest samples of the widened frame
         self.register_buffer("analysis", torch.cat([analysis.new_zeros(unused, analysis.shape[1]), analysis]))
         self.features = _Affine(*_fold_norm(net.features[0], net.features[1]))
@@ -75,7 +79,9 @@ class _StepGraph(nn.Module):
         enc_state, *block_states, dec_state = states
         x = torch.cat([enc_state, audio])
         hops = x.reshape(-1, hop)
-        frames = torch.cat([hops[k: k - reach] for k in range(reach)] + [hops[reach:]], dim=1)  # [T, frame], oldest first
+        frames = torch.cat(
+            [hops[k : k - reach] for k in range(reach)] + [hops[reach:]], dim=1
+        )  # [T, frame], oldest first
         code, log_code = net.activate(frames @ self.analysis, dim=1)  # [T, channels]
         h = self.features(log_code)
         if net.config.uses_phase():
@@ -98,11 +104,15 @@ class _StepGraph(nn.Module):
             mask = torch.cat([mask, mask], dim=1)  # real and imaginary parts alike
         masked = code * mask
         if net.config.deep_filter:
-            masked = add_to_low_bins(masked, deep_filter(low, torch.tanh(self.taps(h)), time_dim=0, dim=1), dim=1)
+            masked = add_to_low_bins(
+                masked, deep_filter(low, torch.tanh(self.taps(h)), time_dim=0, dim=1), dim=1
+            )
         if net.config.uses_phase():
             new_block_states.append(new_past)
         synthesised = masked @ self.synthesis  # [T, window]
-        tails = torch.cat([dec_state, synthesised[:, hop:]])  # second halves, the previous step's last one first
+        tails = torch.cat(
+            [dec_state, synthesised[:, hop:]]
+        )  # second halves, the previous step's last one first
         clean = (synthesised[:, :hop] + tails[:-1]).reshape(-1)
         return (clean, x[-self.history:], *new_block_states, tails[-1:])
 

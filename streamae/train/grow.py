@@ -16,6 +16,7 @@ import dataclasses
 
 import torch
 
+from ..errors import StreamaeError
 from .config import DenoiserConfig
 from .model import DenoiserNet
 
@@ -56,7 +57,9 @@ def grow(old_state: dict[str, torch.Tensor], old: DenoiserConfig, new: DenoiserC
             target.zero_()
             target[:, :h] = value
         else:
-            raise ValueError(f"unexpected shape change in {name}: {tuple(value.shape)} -> {tuple(target.shape)}")
+            raise ValueError(
+                f"unexpected shape change in {name}: {tuple(value.shape)} -> {tuple(target.shape)}"
+            )
     return state
 
 
@@ -73,3 +76,37 @@ def _copy_gate_blocks(target: torch.Tensor, value: torch.Tensor, old_h: int, new
         if columns_are_units:
             target[placed] = 0.0
         target[placed, : value.shape[1]] = value[rows]
+
+
+def without_deep_filter(ckpt: dict) -> dict:
+    """A checkpoint ({"model", "config", ...}) with its deep filter's taps left out and the phase
+    input kept: what the taps add can be measured, or a model whose taps add nothing shipped
+    without their cost (`scripts/release/export_denoiser.py --drop-deep-filter`)."""
+    if not ckpt["config"].get("deep_filter"):
+        raise StreamaeError("--drop-deep-filter: this checkpoint has no deep filter")
+    model = {k: v for k, v in ckpt["model"].items() if not k.startswith("taps.")}
+    return {**ckpt, "model": model, "config": {**ckpt["config"], "deep_filter": 0, "phase_input": True}}
+
+
+def interpolate(start: dict, tuned: dict, alpha: float, seed: int = 0) -> dict:
+    """(1 - alpha) * start + alpha * tuned, weight for weight: two checkpoints ({"model", "config",
+    ...}) -> a checkpoint of the tuned one's shape. A smaller start is grown first (`grow`, with the
+    seed the fine-tune used), which reproduces the fine-tune's own starting point exactly
+    (`scripts/research/interpolate_weights.py`)."""
+    start_config, tuned_config = (
+        DenoiserConfig.from_dict(start["config"]),
+        DenoiserConfig.from_dict(tuned["config"]),
+    )
+    weights = start["model"]
+    if start_config != tuned_config:
+        if not can_grow(start_config, tuned_config):
+            raise StreamaeError(f"the tuned model is not a grown start: {start_config} vs {tuned_config}")
+        weights = grow(weights, start_config, tuned_config, seed=seed)
+    mixed = {}
+    for name, value in tuned["model"].items():
+        if value.is_floating_point():
+            mixed[name] = torch.lerp(weights[name].to(value.dtype), value, alpha)
+        else:  # BatchNorm's batch counter
+            mixed[name] = value.clone()
+    return {"model": mixed, "config": tuned["config"], "step": tuned.get("step", 0),
+            "elapsed": tuned.get("elapsed", 0.0)}

@@ -151,7 +151,7 @@ class DualPathGRU(nn.Module):
         for group, (fwd, bwd) in zip(h.chunk(2, dim=-1), zip(self.across_forward, self.across_backward)):
             outs.append(fwd(group, start)[0])
             outs.append(bwd(group.flip(0), start)[0].flip(0))
-        across = self.across_fc(torch.cat(outs, dim=-1)).reshape(f, b, t, c).permute(1, 2, 0, 3)  # [B, T, F, C]
+        across = self.across_fc(torch.cat(outs, dim=-1)).reshape(f, b, t, c).permute(1, 2, 0, 3)  # B,T,F,C
         h = x.permute(0, 2, 3, 1) + self.across_norm(across)
         seq = h.permute(1, 0, 2, 3).reshape(t, b * f, c)  # time-major: [T, B*F, C]
         outs, states = [], []
@@ -192,7 +192,7 @@ class GTCRNet(nn.Module):
     def state_shapes(self, batch: int = 1) -> list[tuple[int, ...]]:
         """Shapes of the streaming states, in the order `step` takes and returns them: input
         history, each block's (conv, attention) states, the dual-path states, the overlap tail."""
-        c, ch, w = self.config, self.config.channels, self.config.rnn_width
+        ch, w = self.config.channels, self.config.rnn_width
         blocks = [s for b in [*self.encoder_blocks, *self.decoder_blocks]
                   for s in ((batch, ch, b.context, w), (1, batch, ch))]
         return [(batch, 1, self.history), *blocks, *[(1, batch * w, ch)] * len(self.dual_path),
@@ -244,7 +244,8 @@ class GTCRNet(nn.Module):
         for layer, state in zip(self.dual_path, dual_states):
             h, state = layer(h, state)
             dual_out.append(state)
-        for block, (conv_state, att_state) in zip(self.decoder_blocks, block_states[len(self.encoder_blocks):]):
+        decoder_states = block_states[len(self.encoder_blocks):]
+        for block, (conv_state, att_state) in zip(self.decoder_blocks, decoder_states):
             h, conv_state, att_state = block(h + skips.pop(), conv_state, att_state)
             block_out += [conv_state, att_state]
         for conv in self.decoder_convs:
@@ -293,7 +294,8 @@ def published_name(name: str) -> str:
         n_convs_first = 2 if side == "encoder" else 0
         is_conv = (index < 2) if side == "encoder" else (index >= 3)
         if is_conv:
-            return ".".join([f"{side}_convs", str(index - (0 if side == "encoder" else 3)), _UNIT[layer], *rest])
+            conv = index - (0 if side == "encoder" else 3)
+            return ".".join([f"{side}_convs", str(conv), _UNIT[layer], *rest])
         block = index - n_convs_first
         return ".".join([f"{side}_blocks", str(block), _BLOCK[layer], *[_BLOCK.get(r, r) for r in rest]])
     if parts[0].startswith("dpgrnn"):

@@ -20,7 +20,9 @@ def si_sdr_db(estimate: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     estimate = estimate - estimate.mean(-1, keepdim=True)
     scale = (estimate * target).sum(-1, keepdim=True) / (target.pow(2).sum(-1, keepdim=True) + EPS)
     projection = scale * target
-    return 10 * torch.log10(projection.pow(2).sum(-1) + EPS) - 10 * torch.log10((estimate - projection).pow(2).sum(-1) + EPS)
+    return 10 * torch.log10(projection.pow(2).sum(-1) + EPS) - 10 * torch.log10(
+        (estimate - projection).pow(2).sum(-1) + EPS
+    )
 
 
 def multi_resolution_stft(estimate: torch.Tensor, target: torch.Tensor, reference: torch.Tensor,
@@ -39,7 +41,9 @@ def multi_resolution_stft(estimate: torch.Tensor, target: torch.Tensor, referenc
     return total / len(sizes)
 
 
-def over_suppression(estimate: torch.Tensor, target: torch.Tensor, reference: torch.Tensor, n: int = 512) -> torch.Tensor:
+def over_suppression(
+    estimate: torch.Tensor, target: torch.Tensor, reference: torch.Tensor, n: int = 512
+) -> torch.Tensor:
     """Mean squared shortfall of the estimate's compressed magnitude below the clean one's.
 
     The symmetric losses trade removed noise against removed speech one for one; listeners (and
@@ -78,9 +82,15 @@ def band_correlations(estimate: torch.Tensor, target: torch.Tensor, rate: int = 
         return spectrum.real.pow(2) + spectrum.imag.pow(2)
 
     clean_power = power(target)
-    clean, estimated = (band_matrix @ clean_power + 1e-10).sqrt(), (band_matrix @ power(estimate) + 1e-10).sqrt()
+    clean, estimated = (
+        (band_matrix @ clean_power + 1e-10).sqrt(),
+        (band_matrix @ power(estimate) + 1e-10).sqrt(),
+    )
     frames = 30  # a segment: 384 ms in STOI
-    clean_seg, est_seg = clean.unfold(-1, frames, 1), estimated.unfold(-1, frames, 1)  # [B, bands, segments, frames]
+    clean_seg, est_seg = (
+        clean.unfold(-1, frames, 1),
+        estimated.unfold(-1, frames, 1),
+    )  # [B, bands, segments, frames]
     scale = clean_seg.norm(dim=-1, keepdim=True) / (est_seg.norm(dim=-1, keepdim=True) + 1e-10)
     clipped = torch.minimum(est_seg * scale, clean_seg * (1 + 10 ** (15 / 20)))
     a = clean_seg - clean_seg.mean(-1, keepdim=True)

@@ -16,12 +16,12 @@ onnxruntime) that agree sample for sample.
 from __future__ import annotations
 
 import math
+
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 from .config import DenoiserConfig
-
 
 LOG_FLOOR = 1e-4  # keeps the log of the code finite where it is zero (ReLU, digital silence)
 
@@ -75,7 +75,9 @@ class DenoiserNet(nn.Module):
         # both start at zero, so adding them to a trained model changes nothing (train/grow.py)
         if c.uses_phase():
             if not self.spectral or c.deep_filter == 1:
-                raise ValueError("the phase input and deep filter need the spectral front end; the filter 2 taps or more")
+                raise ValueError(
+                    "the phase input and deep filter need the spectral front end; the filter 2 taps or more"
+                )
             self.phase_features = nn.Conv1d(2 * c.low_band_bins(), c.bottleneck, 1, bias=False)
             nn.init.zeros_(self.phase_features.weight)
         if c.deep_filter:
@@ -120,7 +122,9 @@ class DenoiserNet(nn.Module):
         return [torch.zeros(s, device=device) for s in self.state_shapes(batch)]
 
     # ---- computation ---------------------------------------------------------------------
-    def step(self, audio: torch.Tensor, states: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    def step(
+        self, audio: torch.Tensor, states: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
         """audio [B, T*H] of new samples -> (clean [B, T*H], new states, masked code).
 
         The clean samples come out `window - hop` samples late: the decoder tail of the last
@@ -147,7 +151,9 @@ class DenoiserNet(nn.Module):
         mask = torch.sigmoid(self.mask(h))
         masked = code * (torch.cat([mask, mask], dim=1) if self.spectral else mask)
         if self.config.deep_filter:
-            masked = add_to_low_bins(masked, deep_filter(low, torch.tanh(self.taps(h)), time_dim=-1, dim=1), dim=1)
+            masked = add_to_low_bins(
+                masked, deep_filter(low, torch.tanh(self.taps(h)), time_dim=-1, dim=1), dim=1
+            )
         if self.config.uses_phase():
             new_block_states.append(new_past)
         sparse_view, frames = self._decode(masked)  # frames [B, 1, T*H + overlap]
@@ -257,7 +263,9 @@ def low_band_history(past: torch.Tensor, code: torch.Tensor, bins: int, time_dim
     """-> (the carried past frames, then the low band (lowest `bins`) of the new frames of `code`;
     the last frames of that, as many as `past` has, to carry to the next step)."""
     re, im = code.chunk(2, dim=dim)
-    low = torch.cat([past, torch.cat([re.narrow(dim, 0, bins), im.narrow(dim, 0, bins)], dim=dim)], dim=time_dim)
+    low = torch.cat(
+        [past, torch.cat([re.narrow(dim, 0, bins), im.narrow(dim, 0, bins)], dim=dim)], dim=time_dim
+    )
     kept = past.shape[time_dim]
     return low, low.narrow(time_dim, low.shape[time_dim] - kept, kept)
 
@@ -304,7 +312,9 @@ def deep_filter(spectrum: torch.Tensor, taps: torch.Tensor, time_dim: int, dim: 
         return x.unflatten(dim, (order, bins)).sum(dim)
 
     xr, xi = frames_side_by_side(re), frames_side_by_side(im)
-    return torch.cat([sum_over_taps(taps_re * xr - taps_im * xi), sum_over_taps(taps_re * xi + taps_im * xr)], dim=dim)
+    return torch.cat(
+        [sum_over_taps(taps_re * xr - taps_im * xi), sum_over_taps(taps_re * xi + taps_im * xr)], dim=dim
+    )
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -15,16 +15,16 @@ from pathlib import Path
 
 import torch
 
-from .data import MixConfig, Mixer, load_corpus
-from .losses import intelligibility, multi_resolution_stft, over_suppression, si_sdr_db, snr_db
-from .config import DenoiserConfig, GTCRNConfig, config_from_dict
-from .gtcrn import GTCRNet
-from .model import DenoiserNet, count_parameters
 from ..denoiser import step_graph_path
 from ..errors import StreamaeError
-from .loop import GracefulStop, learning_rate, progress, save_checkpoint
-from .options import check_budget, check_loss_weights, check_shape
+from .config import DenoiserConfig, GTCRNConfig, config_from_dict
+from .data import MixConfig, Mixer, load_corpus
 from .grow import can_grow, grow
+from .gtcrn import GTCRNet
+from .loop import GracefulStop, learning_rate, progress, save_checkpoint
+from .losses import intelligibility, multi_resolution_stft, over_suppression, si_sdr_db, snr_db
+from .model import DenoiserNet, count_parameters
+from .options import check_budget, check_loss_weights, check_shape
 
 WARMUP_STEPS = 300
 
@@ -49,19 +49,35 @@ def main(args: argparse.Namespace) -> Path | None:
     mix = MixConfig(sample_rate=sr, seconds=args.seconds, snr_low=args.snr[0], snr_high=args.snr[1])
     mixer = Mixer(load_corpus(args.speech, sr, 0.5), load_corpus(args.noise, sr, 0.2),
                   load_corpus(args.rir, sr) if args.rir else [], device, mix, seed=args.seed + run.step)
-    print(f"data: {mixer.speech.samples / sr / 3600:.2f} h speech, {mixer.noise.samples / sr / 3600:.2f} h noise, "
-          f"{len(mixer.rirs)} RIRs (loaded in {time.time() - t0:.0f} s)", flush=True)
+    print(
+        f"data: {mixer.speech.samples / sr / 3600:.2f} h speech, {mixer.noise.samples / sr / 3600:.2f} h "
+        "noise, "
+        f"{len(mixer.rirs)} RIRs (loaded in {time.time() - t0:.0f} s)",
+        flush=True,
+    )
     dev = _dev_batch(args, device, mix) if args.dev_speech and args.dev_noise else None
 
     skipped, stopped = _train(run, mixer, dev, args)
     if stopped:
-        print(f"stopped ({stopped}) at step {run.step}, {run.elapsed / 60:.1f} of {args.minutes:g} min: checkpoint in "
-              f"{run.dir}; the same command resumes it", flush=True)
+        print(
+            f"stopped ({stopped}) at step {run.step}, {run.elapsed / 60:.1f} of {args.minutes:g} min: "
+            "checkpoint in "
+            f"{run.dir}; the same command resumes it",
+            flush=True,
+        )
         if stopped != "--stop-after":
             raise KeyboardInterrupt
         return None
-    summary = {"steps": run.step, "skipped_batches": skipped, "minutes": round(run.elapsed / 60, 1), "device": str(device),
-               "batch": args.batch, "crop_seconds": args.seconds, "snr_db": list(args.snr), "sparsity_weight": args.sparsity}
+    summary = {
+        "steps": run.step,
+        "skipped_batches": skipped,
+        "minutes": round(run.elapsed / 60, 1),
+        "device": str(device),
+        "batch": args.batch,
+        "crop_seconds": args.seconds,
+        "snr_db": list(args.snr),
+        "sparsity_weight": args.sparsity,
+    }
     if dev is not None:
         summary["dev_si_sdr_improvement_db"] = round(_dev_improvement(run.net, dev), 2)
     print("done: " + json.dumps(summary), flush=True)
@@ -86,12 +102,23 @@ class Run:
         run_dir = Path(args.run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         ckpt_path = run_dir / "checkpoint.pt"
-        config = DenoiserConfig(code=args.code, bottleneck=args.bottleneck, hidden=args.hidden,
-                                dilations=tuple(args.dilations), analysis_window=args.analysis_window,
-                                recurrent=args.recurrent, phase_input=args.phase_input, deep_filter=args.deep_filter)
+        config = DenoiserConfig(
+            code=args.code,
+            bottleneck=args.bottleneck,
+            hidden=args.hidden,
+            dilations=tuple(args.dilations),
+            analysis_window=args.analysis_window,
+            recurrent=args.recurrent,
+            phase_input=args.phase_input,
+            deep_filter=args.deep_filter,
+        )
         resume = ckpt_path.exists() and not args.fresh
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
-        init = torch.load(args.init, map_location="cpu", weights_only=False) if args.init and not resume else None
+        init = (
+            torch.load(args.init, map_location="cpu", weights_only=False)
+            if args.init and not resume
+            else None
+        )
         if ckpt is not None:
             config = config_from_dict(ckpt["config"])
         elif init is not None and isinstance(config_from_dict(init["config"]), GTCRNConfig):
@@ -101,8 +128,11 @@ class Run:
         net = (GTCRNet(config) if isinstance(config, GTCRNConfig) else DenoiserNet(config)).to(device)
         if init is not None:
             net.load_state_dict(init["model"])
-            print(f"initialised from {args.init} (its step {init.get('step', '?')}); new optimizer and schedule",
-                  flush=True)
+            print(
+                f"initialised from {args.init} (its step {init.get('step', '?')}); new optimizer and "
+                "schedule",
+                flush=True,
+            )
         opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
         run = cls(run_dir, net, opt)
         if ckpt is not None:
@@ -110,17 +140,29 @@ class Run:
             opt.load_state_dict(ckpt["optimizer"])
             run.step, run.elapsed = ckpt["step"], ckpt["elapsed"]
             print(f"resumed {ckpt_path} at step {run.step}, {run.elapsed / 60:.1f} min", flush=True)
-        print(f"model: {count_parameters(net):,} parameters, latency {config.window - 1} samples; device {device}",
-              flush=True)
+        print(
+            f"model: {count_parameters(net):,} parameters, latency {config.window - 1} samples; device "
+            f"{device}",
+            flush=True,
+        )
         return run
 
     def save(self) -> None:
         state = self.net.state_dict()
         if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-            raise RuntimeError(f"model diverged (non-finite weights) at step {self.step}; keeping the previous checkpoint")
-        save_checkpoint({"model": state, "optimizer": self.opt.state_dict(), "step": self.step, "elapsed": self.elapsed,
-                         "config": self.net.config.to_dict()},
-                        self.dir / "checkpoint.pt")
+            raise RuntimeError(
+                f"model diverged (non-finite weights) at step {self.step}; keeping the previous checkpoint"
+            )
+        save_checkpoint(
+            {
+                "model": state,
+                "optimizer": self.opt.state_dict(),
+                "step": self.step,
+                "elapsed": self.elapsed,
+                "config": self.net.config.to_dict(),
+            },
+            self.dir / "checkpoint.pt",
+        )
 
 
 def _train(run: Run, mixer: Mixer, dev, args: argparse.Namespace) -> tuple[int, str | None]:
@@ -152,9 +194,12 @@ def _train(run: Run, mixer: Mixer, dev, args: argparse.Namespace) -> tuple[int, 
                 recent = logs[-args.log_every:]
                 extras = f"over {parts['over']:.4f} | " if "over" in parts else ""
                 extras += f"1-stoi {parts['stoi']:.3f} | " if "stoi" in parts else ""
-                line = (f"step {run.step} | {run.elapsed / 60:5.1f}/{args.minutes:.0f} min | train SNR "
-                        f"{sum(recent) / max(len(recent), 1):6.2f} dB | stft {parts['stft']:.3f} | code {parts['code']:.3f} | "
-                        f"{extras}lr {opt.param_groups[0]['lr']:.2e} | {rate:.1f} it/s")
+                line = (
+                    f"step {run.step} | {run.elapsed / 60:5.1f}/{args.minutes:.0f} min | train SNR "
+                    f"{sum(recent) / max(len(recent), 1):6.2f} dB | stft {parts['stft']:.3f} | code "
+                    f"{parts['code']:.3f} | "
+                    f"{extras}lr {opt.param_groups[0]['lr']:.2e} | {rate:.1f} it/s"
+                )
                 if skipped:
                     line += f" | {skipped} non-finite batches skipped"
                 if dev is not None and run.step % (args.log_every * 10) == 0:
@@ -169,7 +214,9 @@ def _train(run: Run, mixer: Mixer, dev, args: argparse.Namespace) -> tuple[int, 
     return skipped, stopped
 
 
-def _step(run: Run, batch: tuple[torch.Tensor, torch.Tensor], args: argparse.Namespace, skipped: int) -> dict | None:
+def _step(
+    run: Run, batch: tuple[torch.Tensor, torch.Tensor], args: argparse.Namespace, skipped: int
+) -> dict | None:
     """One optimizer step on (noisy, clean) -> the loss parts, or None for a non-finite batch,
     which is skipped: one bad batch must not poison the weights (or the checkpoint)."""
     noisy, clean = batch
@@ -189,7 +236,9 @@ def _step(run: Run, batch: tuple[torch.Tensor, torch.Tensor], args: argparse.Nam
     return parts
 
 
-def _loss(net: DenoiserNet, noisy: torch.Tensor, clean: torch.Tensor, args: argparse.Namespace) -> tuple[torch.Tensor, dict]:
+def _loss(
+    net: DenoiserNet, noisy: torch.Tensor, clean: torch.Tensor, args: argparse.Namespace
+) -> tuple[torch.Tensor, dict]:
     """-SNR + stft_weight * multi-resolution STFT + sparsity * L1 of the code (relative to the input RMS)
     [+ suppression_weight * over-suppression] [+ stoi_weight * (1 - STOI)]."""
     estimate, code = net.forward_with_code(noisy)
@@ -216,7 +265,9 @@ def export(net: DenoiserNet, probe: torch.Tensor, path: str | Path, training: di
 
     net = net.cpu().eval()
     sparsity = code_sparsity(net, probe.cpu())
-    paths = export_denoiser(net, path, {"training": training, "sparsity": sparsity, "parameters": count_parameters(net)})
+    paths = export_denoiser(
+        net, path, {"training": training, "sparsity": sparsity, "parameters": count_parameters(net)}
+    )
     print(f"exported {paths[0]} and {paths[1]}; code sparsity {json.dumps(sparsity)}", flush=True)
     return paths[0]
 
@@ -245,18 +296,27 @@ def _shape_from_init(init: dict, asked: DenoiserConfig, args: argparse.Namespace
     if asked in (DenoiserConfig(), config):
         return config
     if not can_grow(config, asked):
-        raise StreamaeError(f"--init fixes the architecture (only a GRU's --hidden may grow, and --phase-input "
-                            f"or a --deep-filter be added), and its config "
-                            f"{config.to_dict()} differs from the one these options ask for, {asked.to_dict()}",
-                            args.init)
+        raise StreamaeError(
+            f"--init fixes the architecture (only a GRU's --hidden may grow, and --phase-input "
+            f"or a --deep-filter be added), and its config "
+            f"{config.to_dict()} differs from the one these options ask for, {asked.to_dict()}",
+            args.init,
+        )
     init["model"] = grow(init["model"], config, asked, seed=args.seed)
     if asked.hidden > config.hidden:
-        print(f"widened the GRU layers from {config.hidden} to {asked.hidden} units; the new ones start silent, "
-              "so the output is unchanged", flush=True)
+        print(
+            f"widened the GRU layers from {config.hidden} to {asked.hidden} units; the new ones start "
+            "silent, "
+            "so the output is unchanged",
+            flush=True,
+        )
     if asked.phase_input > config.phase_input:
         print("added the phase input; it starts silent, so the output is unchanged", flush=True)
     if asked.deep_filter > config.deep_filter:
-        print(f"added a deep filter of {asked.deep_filter} taps; it starts silent, so the output is unchanged", flush=True)
+        print(
+            f"added a deep filter of {asked.deep_filter} taps; it starts silent, so the output is unchanged",
+            flush=True,
+        )
     return asked
 
 
@@ -264,7 +324,14 @@ def _dev_batch(args, device, mix: MixConfig) -> tuple[torch.Tensor, torch.Tensor
     sr = mix.sample_rate
     dev_mix = MixConfig(**{**mix.__dict__, "snr_low": -5.0, "snr_high": 15.0, "p_clean": 0.0, "p_reverb": 0.0,
                            "p_gap": 0.0, "p_second_noise": 0.0, "p_synthetic": 0.0})
-    m = Mixer(load_corpus(args.dev_speech, sr, 0.5), load_corpus(args.dev_noise, sr, 0.2), [], device, dev_mix, seed=1234)
+    m = Mixer(
+        load_corpus(args.dev_speech, sr, 0.5),
+        load_corpus(args.dev_noise, sr, 0.2),
+        [],
+        device,
+        dev_mix,
+        seed=1234,
+    )
     return m.batch(32)
 
 

@@ -1,0 +1,116 @@
+"""`streamae anomaly train|score|eval`: learn a machine's normal sound, score recordings against it.
+(torch is imported by `anomaly train` alone, when it runs.)"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..anomaly.evaluate import evaluate, format_report
+from ..audio import audio_files
+from ..errors import StreamaeError
+from .common import (
+    add_anomaly_model_options,
+    add_scoring_options,
+    alert_policy,
+    load_anomaly_model,
+    run_trainer,
+)
+
+
+def register(commands) -> None:
+    p = commands.add_parser("anomaly", help="machine-sound anomaly models: train, score files, evaluate",
+                            description="Learn a machine's normal sound and score recordings against it.")
+    tasks = p.add_subparsers(metavar="TASK")
+    _register_train(tasks)
+    _register_score(tasks)
+    _register_eval(tasks)
+    p.set_defaults(run=lambda args: p.print_help() or 2)
+
+
+def _register_train(tasks) -> None:
+    p = tasks.add_parser(
+        "train",
+        help="train on normal recordings (needs the 'train' extra: torch)",
+        description="Train a sparse convolutional autoencoder on normal sound only, calibrate "
+        "its threshold on held-out normal audio and export MODEL.onnx + MODEL.json.",
+    )
+    p.add_argument("--normal", nargs="+", required=True, help="normal recordings: files or folders")
+    p.add_argument(
+        "--val-normal",
+        nargs="+",
+        default=None,
+        help="held-out normal recordings for the threshold (default: hold out --val-fraction of --normal)",
+    )
+    p.add_argument(
+        "-o", "--output", required=True, help="model to write, MODEL.onnx (its card goes to MODEL.json)"
+    )
+    p.add_argument(
+        "--run-dir", default=None, help="checkpoints; resumed if present (default runs/anomaly-MODEL)"
+    )
+    p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--minutes", type=float, default=4.0, help="training time budget, wall clock (default 4)")
+    p.add_argument("--steps", type=int, default=0, help="step budget (0: time only)")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--sparsity", type=float, default=0.02,
+                   help="L1 weight on the code (default 0.02; 0.05 left the UAV model with an all-zero code)")
+    p.add_argument("--hidden", type=int, default=96, help="hidden channels")
+    p.add_argument("--code", type=int, default=12, help="code channels per 2 frames (64 bands in)")
+    p.add_argument("--window-seconds", type=float, default=2.0, help="audio per score (default 2)")
+    p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--percentile", type=float, default=99.5,
+                   help="threshold = this percentile of held-out normal window scores (default 99.5)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-seconds", type=float, default=5.0, help="a progress line every this many seconds")
+    p.add_argument("--checkpoint-minutes", type=float, default=1.0)
+    p.set_defaults(run=lambda args: run_trainer("streamae.train.anomaly", args))
+
+
+def _register_score(tasks) -> None:
+    p = tasks.add_parser("score", help="score recordings against a model",
+                         description="Score each file: its alert level, the highest threshold at which the "
+                         "monitor's k-of-n rule would fire on it (higher = more anomalous), so a file "
+                         "is anomalous exactly when `streamae monitor` would alert on it.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files or folders")
+    add_anomaly_model_options(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per line per file")
+    add_scoring_options(p)  # a file is anomalous when the monitor, with this policy, would alert on it
+    p.set_defaults(run=_score)
+
+
+def _register_eval(tasks) -> None:
+    p = tasks.add_parser("eval", help="AUC / pAUC of a model on labelled normal and anomalous recordings")
+    p.add_argument("--model", required=True, help="anomaly model .onnx")
+    p.add_argument("--normal", nargs="+", required=True, help="normal recordings: files or folders")
+    p.add_argument("--anomalous", nargs="+", required=True, help="anomalous recordings: files or folders")
+    p.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    add_scoring_options(p)
+    p.set_defaults(run=_eval, threshold=None)
+
+
+def _score(args: argparse.Namespace) -> int:
+    model = load_anomaly_model(args)
+    policy = alert_policy(args)
+    failed = 0
+    for path in audio_files(args.files):
+        try:
+            result = model.score_file(path, args.hop, policy)
+        except StreamaeError as e:  # one bad file does not stop the others
+            print(f"streamae: error: {e}", file=sys.stderr, flush=True)
+            failed += 1
+            continue
+        if args.json:
+            print(json.dumps(result.to_dict()), flush=True)
+        else:
+            verdict = "ANOMALOUS" if result.anomalous else "normal"
+            print(f"{verdict:9s} score {result.score:8.4f} (threshold {result.threshold:.4f}; "
+                  f"{result.windows_above}/{result.windows} windows above)  {path}", flush=True)
+    return 1 if failed else 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    report = evaluate(load_anomaly_model(args), args.normal, args.anomalous, args.hop, alert_policy(args))
+    print(json.dumps(report) if args.json else format_report(report))
+    return 0

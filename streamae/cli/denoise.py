@@ -1,0 +1,78 @@
+"""`streamae denoise IN -o OUT` and `streamae denoise IN... --out-dir DIR`."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..denoise import Progress, denoise_file, plan_jobs, run_batch, summary
+from ..errors import StreamaeError
+from .common import add_denoiser_options, denoiser_factory
+
+
+def register(commands) -> None:
+    p = commands.add_parser(
+        "denoise",
+        help="clean audio files",
+        description="Clean audio files: WAV/FLAC/OGG/MP3, "
+        "any rate and channel count; outputs keep format, rate, channels, length and timing. "
+        "One file: IN -o OUT. Many: IN... --out-dir DIR (folders mirrored; rerun to resume).",
+    )
+    p.add_argument("input", nargs="+", help="audio file(s) or folder(s) to clean")
+    p.add_argument(
+        "-o", "--output", default=None, help="output file (one input); its extension picks the format"
+    )
+    p.add_argument("--out-dir", default=None, help="write each input's cleaned copy under this folder")
+    p.add_argument("--recursive", action="store_true", help="descend into sub-folders of input folders")
+    p.add_argument("--glob", default=None, metavar="PATTERN",
+                   help="in folders, clean files whose name matches (default: known audio extensions)")
+    p.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="files cleaned in parallel (default: cores)"
+    )
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs (also OUTPUT == INPUT); without it, done files are skipped")
+    add_denoiser_options(p, default="quality")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.out_dir is None:
+        if args.output is None or len(args.input) != 1:
+            raise StreamaeError("give -o OUT for one input file, or --out-dir DIR for many")
+        if Path(args.input[0]).is_dir():
+            raise StreamaeError(
+                "is a folder: clean the files in it with --out-dir DIR, not -o", args.input[0]
+            )
+        return _one(args)
+    if args.output is not None:
+        raise StreamaeError("-o and --out-dir cannot be used together")
+    if args.jobs < 1:
+        raise StreamaeError("--jobs must be at least 1")
+    return _many(args)
+
+
+def _one(args: argparse.Namespace) -> int:
+    denoiser = denoiser_factory(args)()
+    result = denoise_file(denoiser, args.input[0], args.output, overwrite=args.overwrite)
+    speed = result.audio_seconds / max(result.elapsed_seconds, 1e-9)
+    print(f"wrote {result.target} ({result.audio_seconds:.1f} s of audio in {result.elapsed_seconds:.2f} s, "
+          f"{speed:.0f}x real time; model latency {denoiser.latency_samples} samples = "
+          f"{1000 * denoiser.latency_samples / denoiser.sample_rate:.1f} ms at {denoiser.sample_rate} Hz)")
+    return 0
+
+
+def _many(args: argparse.Namespace) -> int:
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise StreamaeError("is not a folder", out_dir)
+    jobs = plan_jobs(args.input, out_dir, args.recursive, args.glob)
+    workers = min(args.jobs, len(jobs))
+    # processes, not threads, share the cores
+    make_denoiser = denoiser_factory(args, threads=1 if workers > 1 and not args.threads else None)
+    make_denoiser()  # fail fast (bad model, --device cuda without CUDA) before any process starts
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"denoise: {len(jobs)} files -> {out_dir} with {workers} process(es)", file=sys.stderr)
+    outcomes = run_batch(jobs, make_denoiser, workers, args.overwrite, Progress(len(jobs)))
+    print(summary(outcomes), file=sys.stderr)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0

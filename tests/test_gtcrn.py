@@ -110,3 +110,28 @@ def test_gtcrn_frames_reconstruct_perfectly_with_a_unit_mask():
         # output sample i is input sample i - overlap; the first frames' overlap is incomplete
         n, lag = x.shape[-1], net.overlap
         torch.testing.assert_close(y[window:n], x[0, window - lag:n - lag], atol=1e-5, rtol=0)
+
+
+def test_exported_live_frame_gtcrn_streams_what_pytorch_computes(tmp_path):
+    """The step graph export at v2's 10 ms frame (asymmetric analysis window, hop 80): streamed
+    by the runtime in odd chunks, it equals the PyTorch model on the whole signal."""
+    torch = pytest.importorskip("torch")
+    from streamae.train.config import GTCRNConfig
+    from streamae.train.export import export_denoiser
+    from streamae.train.gtcrn import GTCRNet
+
+    saved = torch.load(SHIPPED_PT, map_location="cpu", weights_only=False)["model"]
+    net = GTCRNet(GTCRNConfig(window=160, hop=80, dilations=(3, 6, 15))).eval()
+    fresh = net.state_dict()
+    net.load_state_dict({**saved, **{k: fresh[k] for k in ("analysis_basis", "synthesis_basis")}})
+    export_denoiser(net, tmp_path / "live.onnx", {"parameters": 0})
+    x = (speechlike(2.0, seed=7) + noise(2.0, seed=8)).astype(np.float32)
+    followed_by_silence = np.concatenate([x, np.zeros(160, np.float32)])  # as the stream's flush()
+    with torch.no_grad():
+        whole = net(torch.from_numpy(followed_by_silence)[None])[0].numpy()[: len(x)]
+    d = Denoiser(tmp_path / "live.onnx")
+    assert d.latency_samples == 159
+    s = d.stream(16000)
+    streamed = np.concatenate([s.process(x[i:i + 333]) for i in range(0, len(x), 333)] + [s.flush()])
+    assert np.abs(whole).max() > 0.05
+    np.testing.assert_allclose(streamed[d.latency_samples:], whole, atol=1e-4)

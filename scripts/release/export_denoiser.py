@@ -13,11 +13,10 @@ from pathlib import Path
 import torch
 
 from streamae.audio import SAMPLE_RATE
-from streamae.train.config import DenoiserConfig
+from streamae.train.config import config_from_dict
 from streamae.train.data import MixConfig, Mixer, load_corpus
 from streamae.train.grow import without_deep_filter
-from streamae.train.model import DenoiserNet
-from streamae.train.train_denoiser import export
+from streamae.train.train_denoiser import build_net, export
 
 
 def main() -> None:
@@ -40,7 +39,7 @@ def main() -> None:
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     if args.drop_deep_filter:
         ckpt = without_deep_filter(ckpt)
-    net = DenoiserNet(DenoiserConfig.from_dict(ckpt["config"]))
+    net = build_net(config_from_dict(ckpt["config"]))
     net.load_state_dict(ckpt["model"])
     mix = MixConfig(snr_low=-5, snr_high=15, p_clean=0, p_reverb=0, p_gap=0, p_second_noise=0, p_synthetic=0)
     probe, _ = Mixer(load_corpus(args.dev_speech, SAMPLE_RATE, 0.5),

@@ -41,7 +41,7 @@ def main() -> None:
     args = p.parse_args()
     data = Path(args.data)
     anchors = [DTLN(Path(args.dtln))] + ([RNNoise()] if args.rnnoise else [])
-    systems = anchors + [Streamae(Path(m).stem, Path(m)) for m in args.models]
+    systems = anchors + [Streamae(Path(m).stem, m) for m in args.models]
     dev = make_test_mix(data / "speech" / "dev", data / "noise" / "dev")
     dev_outputs = {s.name: [aligned_output(s, m)[0] for m in dev] for s in systems}
     names = " / ".join(s.name for s in systems)

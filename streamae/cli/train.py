@@ -92,6 +92,9 @@ def add_denoiser_training_options(p: argparse.ArgumentParser) -> None:
         "(implies --phase-input); 0 (the default): the mask alone",
     )
     p.add_argument("--dilations", type=int, nargs="+", default=None)
+    p.add_argument("--clean-fraction", type=float, default=None,
+                   help="share of training examples with no noise at all, whose target is the input: "
+                        "teaches the model to leave clean speech alone (default: MixConfig.p_clean, 0.05)")
     p.add_argument("--window", type=int, default=0,
                    help="with --init from a GTCRN: its synthesis window in samples (latency window - 1; "
                         "shorter than 512 makes the analysis window asymmetric); 0: the init's")

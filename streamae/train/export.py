@@ -19,6 +19,7 @@ from torch import nn
 
 from ..denoiser import step_graph_path
 from .gtcrn import GTCRNet
+from .gtcrn_step import GTCRNStepGraph
 from .model import DenoiserNet, add_to_low_bins, deep_filter, low_band_history, phase_advance
 
 OPSET = 18
@@ -172,18 +173,59 @@ class _ExportedGRU(nn.Module):
         return _gru(x, h0, list(self.gru._flat_weights))
 
 
+@torch.library.custom_op("streamae::bigru", mutates_args=())
+def _bigru(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    """A time-major, biased, one-layer bidirectional GRU from zero states -> [T, B, 2H], as one op
+    (see _gru), which becomes one bidirectional ONNX GRU node."""
+    h0 = x.new_zeros(2, x.shape[1], weights[1].shape[1])
+    return torch.gru(x, h0, weights, True, 1, 0.0, False, True, False)[0].clone()
+
+
+@_bigru.register_fake
+def _(x, weights):
+    return x.new_empty(x.shape[0], x.shape[1], 2 * weights[1].shape[1])
+
+
+class _ExportedBiGRU(nn.Module):
+    """Stands in for a one-layer bidirectional nn.GRU called from zero states while exporting."""
+
+    def __init__(self, gru: nn.GRU):
+        super().__init__()
+        if not gru.bias or gru.num_layers != 1 or gru.batch_first:
+            raise NotImplementedError("the exporter takes time-major, one-layer, biased bidirectional "
+                                      "GRUs only")
+        self.gru = gru
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
+        return (_bigru(x, list(self.gru._flat_weights)),)
+
+
 def _gru_as_onnx(x, h0, weights):
     """streamae::gru -> one ONNX GRU node per layer."""
+    layers = len(weights) // 4
     finals = []
-    for layer in range(len(weights) // 4):
+    for layer in range(layers):
         w_ih, w_hh, b_ih, b_hh = weights[4 * layer: 4 * layer + 4]
         y, h = op.GRU(x, op.Unsqueeze(_zrn(w_ih), [0]), op.Unsqueeze(_zrn(w_hh), [0]),
                       op.Unsqueeze(op.Concat(_zrn(b_ih), _zrn(b_hh), axis=0), [0]), None,
-                      op.Slice(h0, [layer], [layer + 1], [0]),
+                      h0 if layers == 1 else op.Slice(h0, [layer], [layer + 1], [0]),
                       hidden_size=h0.shape[2], linear_before_reset=1)  # torch applies the reset after R
         x = op.Squeeze(y, [1])  # [T, directions=1, B, H] -> [T, B, H]
         finals.append(h)
-    return x, op.Concat(*finals, axis=0)
+    return x, finals[0] if layers == 1 else op.Concat(*finals, axis=0)
+
+
+def _bigru_as_onnx(x, weights):
+    """streamae::bigru -> one bidirectional ONNX GRU node, its output [T, B, 2H] (forward first)."""
+    def stacked(k):
+        return op.Concat(op.Unsqueeze(_zrn(weights[k]), [0]), op.Unsqueeze(_zrn(weights[4 + k]), [0]), axis=0)
+
+    biases = op.Concat(op.Unsqueeze(op.Concat(_zrn(weights[2]), _zrn(weights[3]), axis=0), [0]),
+                       op.Unsqueeze(op.Concat(_zrn(weights[6]), _zrn(weights[7]), axis=0), [0]), axis=0)
+    hidden = weights[1].shape[1]
+    y, _ = op.GRU(x, stacked(0), stacked(1), biases, hidden_size=hidden, direction="bidirectional",
+                  linear_before_reset=1)  # [T, 2, B, H]
+    return op.Reshape(op.Transpose(y, perm=[0, 2, 1, 3]), [0, 0, -1])
 
 
 def _zrn(stacked):
@@ -192,28 +234,13 @@ def _zrn(stacked):
     return op.Concat(z, r, n, axis=0)
 
 
-class _GTCRNStep(nn.Module):
-    """`GTCRNet.step` for one channel: audio [T*hop] without a batch axis, as the runtime calls it."""
-
-    def __init__(self, net: GTCRNet):
-        super().__init__()
-        self.net = _with_exported_grus(net)
-
-    def initial_states(self) -> list[torch.Tensor]:
-        return self.net.initial_states(1)
-
-    def forward(self, audio: torch.Tensor, *states: torch.Tensor):
-        clean, new_states, _ = self.net.step(audio[None], list(states))
-        return (clean[0], *new_states)
-
-
 def _with_exported_grus(net: nn.Module) -> nn.Module:
     """A copy of `net` whose nn.GRU layers are export stand-ins (the caller's net is untouched)."""
     net = copy.deepcopy(net)
     for name, module in list(net.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.GRU):
-                setattr(module, child_name, _ExportedGRU(child))
+                setattr(module, child_name, (_ExportedBiGRU if child.bidirectional else _ExportedGRU)(child))
     return net
 
 
@@ -235,7 +262,8 @@ def export_denoiser(net: DenoiserNet | GTCRNet, path: str | Path, metadata: dict
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        step = (_GTCRNStep(net) if isinstance(net, GTCRNet) else _StepGraph(net)).eval()
+        gtcrn = isinstance(net, GTCRNet)
+        step = (_with_exported_grus(GTCRNStepGraph(net)) if gtcrn else _StepGraph(net)).eval()
         states = step.initial_states()
         state_names = [f"state_{i}" for i in range(len(states))]
         prog = torch.onnx.export(
@@ -259,7 +287,8 @@ def export_denoiser(net: DenoiserNet | GTCRNet, path: str | Path, metadata: dict
     return path, step_path
 
 
-_TRANSLATIONS = {torch.ops.streamae.gru.default: _gru_as_onnx}
+_TRANSLATIONS = {torch.ops.streamae.gru.default: _gru_as_onnx,
+                 torch.ops.streamae.bigru.default: _bigru_as_onnx}
 
 
 def _save(program, path: Path, meta: dict) -> None:

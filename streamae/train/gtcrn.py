@@ -170,11 +170,7 @@ class GTCRNet(nn.Module):
         c = self.config = config
         self.overlap = c.window - c.hop  # the output's delay
         self.history = c.fft - c.hop  # input samples carried between steps
-        if c.window == c.fft:
-            w_analysis = w_synthesis = sqrt_hann(c.fft)
-        else:  # as long an analysis window, at the same scale, so the features keep their level
-            w_analysis, w_synthesis = asymmetric_windows(c.fft, c.window, norm=sqrt_hann(c.fft).norm().item())
-        analysis, synthesis = stft_bases(w_analysis, w_synthesis)
+        analysis, synthesis = stft_bases(*self.windows())
         self.register_buffer("analysis_basis", analysis)
         self.register_buffer("synthesis_basis", synthesis)
         bank = erb_filterbank(c)
@@ -187,6 +183,15 @@ class GTCRNet(nn.Module):
         self.decoder_blocks = nn.ModuleList(GroupedTemporalBlock(ch, d) for d in reversed(c.dilations))
         self.decoder_convs = nn.ModuleList([FrequencyConv(ch, ch, groups=2, upsample=True),
                                             FrequencyConv(ch, 2, upsample=True, last=True)])
+
+    def windows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(analysis window [fft], synthesis window [window]), float64: sqrt-Hann both at the
+        published frame; else asymmetric, the analysis one scaled to the sqrt-Hann's norm, so the
+        features keep the level the weights learned."""
+        c = self.config
+        if c.window == c.fft:
+            return sqrt_hann(c.fft), sqrt_hann(c.fft)
+        return asymmetric_windows(c.fft, c.window, norm=sqrt_hann(c.fft).norm().item())
 
     # ---- state ---------------------------------------------------------------------------
     def state_shapes(self, batch: int = 1) -> list[tuple[int, ...]]:

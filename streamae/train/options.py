@@ -21,6 +21,11 @@ def check_loss_weights(args: argparse.Namespace) -> None:
             raise StreamaeError(f"--{option.replace('_', '-')} must be 0 or more")
 
 
+def check_clean_fraction(fraction: float | None) -> None:
+    if fraction is not None and not 0.0 <= fraction <= 1.0:
+        raise StreamaeError(f"--clean-fraction is a share of the examples, from 0 to 1; got {fraction:g}")
+
+
 def check_shape(deep_filter: int, phase_input: bool, analysis_window: int) -> None:
     """The phase input and the deep filter work on the spectral front end's bins; a filter of one tap
     would be a complex mask, which the real mask and a 2-tap filter already cover."""

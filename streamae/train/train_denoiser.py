@@ -24,7 +24,7 @@ from .gtcrn import GTCRNet
 from .loop import GracefulStop, learning_rate, progress, save_checkpoint
 from .losses import intelligibility, multi_resolution_stft, over_suppression, si_sdr_db, snr_db
 from .model import DenoiserNet, count_parameters
-from .options import check_budget, check_loss_weights, check_shape
+from .options import check_budget, check_clean_fraction, check_loss_weights, check_shape
 
 WARMUP_STEPS = 300
 
@@ -33,6 +33,7 @@ def main(args: argparse.Namespace) -> Path | None:
     check_budget(args.minutes, args.steps)
     check_shape(args.deep_filter, args.phase_input, args.analysis_window)
     check_loss_weights(args)
+    check_clean_fraction(args.clean_fraction)
     if args.export:
         step_graph_path(args.export)  # checks the name now, not after hours of training
     if args.init and not Path(args.init).is_file():
@@ -46,7 +47,8 @@ def main(args: argparse.Namespace) -> Path | None:
     config = run.net.config
     sr = config.sample_rate
     t0 = time.time()
-    mix = MixConfig(sample_rate=sr, seconds=args.seconds, snr_low=args.snr[0], snr_high=args.snr[1])
+    clean = {} if args.clean_fraction is None else {"p_clean": args.clean_fraction}
+    mix = MixConfig(sample_rate=sr, seconds=args.seconds, snr_low=args.snr[0], snr_high=args.snr[1], **clean)
     mixer = Mixer(load_corpus(args.speech, sr, 0.5), load_corpus(args.noise, sr, 0.2),
                   load_corpus(args.rir, sr) if args.rir else [], device, mix, seed=args.seed + run.step)
     print(
@@ -125,7 +127,7 @@ class Run:
             config = _gtcrn_frame_from_init(init, args)
         elif init is not None:
             config = _shape_from_init(init, config, args)
-        net = (GTCRNet(config) if isinstance(config, GTCRNConfig) else DenoiserNet(config)).to(device)
+        net = build_net(config).to(device)
         if init is not None:
             net.load_state_dict(init["model"])
             print(
@@ -270,6 +272,11 @@ def export(net: DenoiserNet, probe: torch.Tensor, path: str | Path, training: di
     )
     print(f"exported {paths[0]} and {paths[1]}; code sparsity {json.dumps(sparsity)}", flush=True)
     return paths[0]
+
+
+def build_net(config: DenoiserConfig | GTCRNConfig) -> DenoiserNet | GTCRNet:
+    """The denoiser of the family `config` describes, freshly initialised."""
+    return GTCRNet(config) if isinstance(config, GTCRNConfig) else DenoiserNet(config)
 
 
 def _gtcrn_frame_from_init(init: dict, args: argparse.Namespace) -> GTCRNConfig:

@@ -44,7 +44,9 @@ class Denoiser:
         path = runtime.denoiser_path(DEFAULT_MODEL if model is None else model)
         self.path = path
         step = step_graph_path(path)
-        if not step.exists() and path.exists():
+        if not step.exists() and not path.exists():  # name the model asked for, not its step graph
+            raise StreamaeError("model file not found", path)
+        if not step.exists():
             kind = runtime.metadata(runtime.session(path)).get("kind")
             raise StreamaeError(
                 f"its streaming step graph {step.name} is missing beside it"

@@ -323,3 +323,32 @@ def test_rerun_clears_what_a_killed_single_file_run_left(tiny_model, tmp_path):
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert os.listdir(out) == ["o.wav"]
+
+
+@pytest.mark.parametrize("realtime", [True, False])
+def test_live_recording_on_a_full_disk_fails_and_publishes_nothing(tiny_model, tmp_path, full_disk, capsys,
+                                                                 realtime):
+    src, out = tmp_path / "in.wav", tmp_path / "out"
+    out.mkdir()
+    write_speech(src, 2.0, 48000, channels=2, subtype="FLOAT")
+    full_disk(100_000)
+    started = time.monotonic()
+    code = main(["live", "--input-file", str(src), "--record", str(out / "rt.wav"), "--model", str(tiny_model),
+                 *(["--realtime"] if realtime else [])])
+    err = capsys.readouterr().err
+    assert code == 1 and time.monotonic() - started < 10
+    assert one_error_line(err) == f"streamae: error: {out / 'rt.wav'}: disk full (no space left on device)"
+    assert "live: done" not in err and "Traceback" not in err
+    assert os.listdir(out) == []
+
+
+def test_live_recording_on_a_real_full_disk(tiny_model, tmp_path, tmpfs):
+    src = tmp_path / "in.wav"
+    write_speech(src, 3.0, 48000, channels=2, subtype="FLOAT")  # 1.15 MB for 1 MiB
+    for realtime in ([], ["--realtime"]):
+        r = streamae("live", "--input-file", str(src), "--record", str(tmpfs / "rt.wav"),
+                     "--model", str(tiny_model), *realtime, timeout=30)
+        assert r.returncode == 1, r.stderr
+        assert one_error_line(r.stderr) == f"streamae: error: {tmpfs / 'rt.wav'}: disk full (no space left on device)"
+        assert "live: done" not in r.stderr
+        assert os.listdir(tmpfs) == []

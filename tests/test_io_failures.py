@@ -153,11 +153,13 @@ def test_read_only_target_simulated(tiny_model, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(audio, "_open_temp", read_only)
     monkeypatch.setattr(Path, "unlink", lambda self, missing_ok=False: read_only(self))  # cleanup fails too
     assert main(["denoise", str(src), "-o", str(tmp_path / "o.wav"), "--model", str(tiny_model)]) == 1
-    assert one_error_line(capsys.readouterr().err) == f"streamae: error: {tmp_path / 'o.wav'}: read-only file system"
+    line = one_error_line(capsys.readouterr().err)
+    assert line == f"streamae: error: {tmp_path / 'o.wav'}: read-only file system"
     monkeypatch.undo()
     monkeypatch.setattr(Path, "mkdir", lambda self, *a, **k: read_only(self))
     assert main(["denoise", str(src), "--out-dir", str(tmp_path / "new"), "--model", str(tiny_model)]) == 1
-    assert one_error_line(capsys.readouterr().err) == f"streamae: error: {tmp_path / 'new'}: read-only file system"
+    line = one_error_line(capsys.readouterr().err)
+    assert line == f"streamae: error: {tmp_path / 'new'}: read-only file system"
 
 
 @pytest.fixture
@@ -222,8 +224,9 @@ def test_permission_problems_say_so(tiny_model, as_user):
 
 
 def test_input_from_a_pipe_is_not_called_empty(tiny_model, tmp_path):
-    r = subprocess.run([sys.executable, "-m", "streamae", "denoise", "/dev/stdin", "-o", str(tmp_path / "o.wav"),
-                        "--model", str(tiny_model)], input=b"RIFF....", capture_output=True, cwd=REPO)
+    r = subprocess.run([sys.executable, "-m", "streamae", "denoise", "/dev/stdin", "-o",
+                        str(tmp_path / "o.wav"), "--model", str(tiny_model)],
+                       input=b"RIFF....", capture_output=True, cwd=REPO)
     assert r.returncode == 1
     assert one_error_line(r.stderr.decode(), "not a regular file (a pipe or a device?)")
     assert os.listdir(tmp_path) == []
@@ -247,7 +250,8 @@ def test_missing_model_names_the_model(tmp_path):
 
 def test_mp3_in_wav_out(tiny_model, tmp_path):
     write_speech(tmp_path / "a.mp3", 1.0, 22050, subtype="MPEG_LAYER_III")
-    r = streamae("denoise", str(tmp_path / "a.mp3"), "-o", str(tmp_path / "a.wav"), "--model", str(tiny_model))
+    r = streamae("denoise", str(tmp_path / "a.mp3"), "-o", str(tmp_path / "a.wav"),
+                 "--model", str(tiny_model))
     assert r.returncode == 0, r.stderr
     info = sf.info(str(tmp_path / "a.wav"))
     assert (info.format, info.subtype, info.samplerate) == ("WAV", "PCM_16", 22050)
@@ -333,8 +337,8 @@ def test_live_recording_on_a_full_disk_fails_and_publishes_nothing(tiny_model, t
     write_speech(src, 2.0, 48000, channels=2, subtype="FLOAT")
     full_disk(100_000)
     started = time.monotonic()
-    code = main(["live", "--input-file", str(src), "--record", str(out / "rt.wav"), "--model", str(tiny_model),
-                 *(["--realtime"] if realtime else [])])
+    code = main(["live", "--input-file", str(src), "--record", str(out / "rt.wav"),
+                 "--model", str(tiny_model), *(["--realtime"] if realtime else [])])
     err = capsys.readouterr().err
     assert code == 1 and time.monotonic() - started < 10
     assert one_error_line(err) == f"streamae: error: {out / 'rt.wav'}: disk full (no space left on device)"
@@ -349,6 +353,7 @@ def test_live_recording_on_a_real_full_disk(tiny_model, tmp_path, tmpfs):
         r = streamae("live", "--input-file", str(src), "--record", str(tmpfs / "rt.wav"),
                      "--model", str(tiny_model), *realtime, timeout=30)
         assert r.returncode == 1, r.stderr
-        assert one_error_line(r.stderr) == f"streamae: error: {tmpfs / 'rt.wav'}: disk full (no space left on device)"
+        assert one_error_line(r.stderr) == \
+            f"streamae: error: {tmpfs / 'rt.wav'}: disk full (no space left on device)"
         assert "live: done" not in r.stderr
         assert os.listdir(tmpfs) == []

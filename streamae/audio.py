@@ -6,6 +6,7 @@ import fnmatch
 import os
 import re
 import stat
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -43,6 +44,18 @@ def os_reason(e: OSError) -> str:
 def os_error(e: OSError, path: str | Path | None = None) -> StreamaeError:
     """A StreamaeError naming the path (`e.filename` unless given) and the cause."""
     return StreamaeError(os_reason(e), path if path is not None else e.filename)
+
+
+@contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Give a StreamaeError raised inside without a path (a rate the model cannot use, say) this
+    file's path, so the message names the file it is about."""
+    try:
+        yield
+    except StreamaeError as e:
+        if e.path is not None:
+            raise
+        raise StreamaeError(str(e), path) from None
 
 
 def open_input(path: str | Path, allow_empty: bool = False) -> sf.SoundFile:

@@ -39,7 +39,12 @@ def sounddevice():
 
 
 def device_table() -> str:
-    return str(sounddevice().query_devices())
+    """The devices PortAudio sees, one a line; none at all is an error saying what to check."""
+    devices = sounddevice().query_devices()
+    if len(devices) == 0:
+        raise StreamaeError("no audio devices found (is a sound card or a sound server such as PulseAudio "
+                            "or PipeWire available to this user?)")
+    return str(devices)
 
 
 def resolve_device(spec: str | int | None, kind: str) -> int:
@@ -114,7 +119,11 @@ def _open(kind, **kw):
     try:
         return kind(dtype="float32", latency="low", **kw)
     except Exception as e:  # PortAudioError and ValueError carry the useful text
-        raise StreamaeError(f"cannot open audio device ({e}); devices:\n{device_table()}") from None
+        try:
+            table = device_table()
+        except StreamaeError as none:
+            table = str(none)
+        raise StreamaeError(f"cannot open audio device ({e}); devices:\n{table}") from None
 
 
 # -- recording ------------------------------------------------------------------------------

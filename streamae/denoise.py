@@ -38,7 +38,7 @@ from .audio import (
     read_blocks,
     same_file,
 )
-from .denoiser import Denoiser
+from .denoiser import Denoiser, count_bad_samples
 from .errors import StreamaeError
 
 
@@ -65,13 +65,16 @@ def denoise_file(
         fmt, subtype = output_format(target, like=f)
         stream = denoiser.stream(f.samplerate, channels=f.channels)
         to_skip = stream.latency_samples
-        read = 0
+        read = bad = 0
         with AtomicAudioWriter(target, f.samplerate, f.channels, fmt, subtype) as out:
             if f.frames:
                 for block in read_blocks(f):
                     read += block.shape[-1]
+                    bad += count_bad_samples(block)
                     to_skip = _write_after(out, stream.process(block), to_skip)
                 _write_after(out, np.atleast_2d(stream.flush()), to_skip)
+        if bad:
+            warnings.append(f"{bad} samples were NaN or infinite; cleaned as silence")
         promised = max(f.frames, header_frames(f))
         if read < promised:
             warnings.append(f"truncated: its header says {promised} frames, {read} are there; "

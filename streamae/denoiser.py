@@ -18,6 +18,7 @@ from .resample import StreamResampler
 DEFAULT_MODEL = "live"  # a name in runtime.DENOISERS, or a path
 MAX_BLOCK_FRAMES = 2000  # frames per onnxruntime call when a lot of audio is waiting
 MAX_CHANNELS = 64  # more is almost surely [samples, channels] (soundfile's layout) passed untransposed
+MAX_MAGNITUDE = 1000.0  # float samples beyond this are broken, not loud (full scale is 1)
 MIN_SAMPLE_RATE = 1000  # sample rates a stream accepts: telephone-band recordings (8 kHz) with room to
 MAX_SAMPLE_RATE = 768000  # spare, up to the highest rate audio interfaces offer
 
@@ -292,12 +293,23 @@ def _stream_latency(model_rate: int, rate: int, hop: int, delay: int) -> int:
 
 
 def _as_float32(audio: np.ndarray) -> np.ndarray:
-    """Float audio as contiguous float32, NaN and infinities set to 0: one bad sample must not
-    poison the stream's state (and so every later output) for the rest of the stream."""
+    """Float audio as contiguous float32, NaN and infinities set to 0 and absurd magnitudes clipped
+    to +-MAX_MAGNITUDE: one bad sample must not poison the stream's state (and so every later
+    output) for the rest of the stream. Quietly: no numpy RuntimeWarning on the way."""
     x = np.asarray(audio)
     if not np.issubdtype(x.dtype, np.floating):
         raise BadArgumentType(f"expected float audio in [-1, 1], got dtype {x.dtype}")
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if np.isfinite(x.sum()):  # one reduction, no mask: a NaN or infinity anywhere makes the sum non-finite
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = x.sum()
+    if np.isfinite(total):  # one reduction, no mask: a NaN, an infinity or a huge value makes it non-finite
         return x
-    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), -MAX_MAGNITUDE, MAX_MAGNITUDE)
+
+
+def count_bad_samples(x: np.ndarray) -> int:
+    """How many samples `_as_float32` will zero (NaN, infinities): for a warning."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(x.sum()):
+            return 0
+    return int(np.count_nonzero(~np.isfinite(x)))

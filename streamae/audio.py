@@ -195,8 +195,17 @@ class _Sink:
 def remove_stale_partials(target: str | Path) -> None:
     """Temporary files a killed run left beside `target` (their writer's PID is gone)."""
     target = Path(target)
+    _remove_stale(target.parent, f".{target.name}.partial-*")
+
+
+def remove_stale_partials_in(folder: str | Path) -> None:
+    """Every temporary file a killed run left in `folder` (one listing for a whole batch's folder)."""
+    _remove_stale(Path(folder), ".*.partial-*")
+
+
+def _remove_stale(folder: Path, pattern: str) -> None:
     try:
-        for tmp in target.parent.glob(f".{target.name}.partial-*"):
+        for tmp in folder.glob(pattern):
             pid = tmp.name.rsplit("-", 1)[-1]
             if pid.isdigit() and not _alive(int(pid)):
                 tmp.unlink(missing_ok=True)
@@ -229,14 +238,17 @@ class AtomicAudioWriter:
     runs left beside `path` are removed first.
     """
 
-    def __init__(self, path: str | Path, sample_rate: int, channels: int, fmt: str, subtype: str):
+    def __init__(self, path: str | Path, sample_rate: int, channels: int, fmt: str, subtype: str,
+                 clear_stale: bool = True):
+        """clear_stale=False: the caller cleared the folder already (a batch, once per folder)."""
         self.path = Path(path)
         try:
             if not self.path.parent.is_dir():
                 raise StreamaeError("output folder does not exist", self.path.parent)
         except OSError as e:
             raise os_error(e, self.path.parent) from None
-        remove_stale_partials(self.path)
+        if clear_stale:
+            remove_stale_partials(self.path)
         self._tmp = partial_path(self.path)
         self._sink = None
         try:

@@ -36,6 +36,7 @@ from .audio import (
     partial_path,
     path_kind,
     read_blocks,
+    remove_stale_partials_in,
     same_file,
 )
 from .denoiser import Denoiser, count_bad_samples
@@ -52,7 +53,8 @@ class FileResult:
 
 
 def denoise_file(
-    denoiser: Denoiser, source: str | Path, target: str | Path, overwrite: bool = False
+    denoiser: Denoiser, source: str | Path, target: str | Path, overwrite: bool = False,
+    clear_stale: bool = True,
 ) -> FileResult:
     """Clean `source` into `target` (published only when complete). A valid file with no samples
     gives an empty file of the same format; a file shorter than its header says is cleaned as far
@@ -66,7 +68,7 @@ def denoise_file(
         stream = denoiser.stream(f.samplerate, channels=f.channels)
         to_skip = stream.latency_samples
         read = bad = 0
-        with AtomicAudioWriter(target, f.samplerate, f.channels, fmt, subtype) as out:
+        with AtomicAudioWriter(target, f.samplerate, f.channels, fmt, subtype, clear_stale) as out:
             if f.frames:
                 for block in read_blocks(f):
                     read += block.shape[-1]
@@ -143,6 +145,8 @@ def run_batch(jobs: list[Job], make_denoiser: Callable[[], Denoiser], workers: i
 
     Ctrl-C (KeyboardInterrupt) stops every worker within about a second, removes the files they
     were writing and propagates; a worker whose parent dies (kill -9) stops too."""
+    for folder in {job.target.parent for job in jobs}:  # what killed runs left, done files' included
+        remove_stale_partials_in(folder)
     todo, outcomes = [], []
     for job in jobs:
         if job.target.exists() and not overwrite:
@@ -348,7 +352,7 @@ def _clean_one(job: Job) -> Outcome:
             job.target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise os_error(e, job.target.parent) from None
-        result = denoise_file(_denoiser, job.source, job.target, overwrite=True)
+        result = denoise_file(_denoiser, job.source, job.target, overwrite=True, clear_stale=False)
         return Outcome(job, "done", audio_seconds=result.audio_seconds, warnings=result.warnings)
     except StreamaeError as e:
         return Outcome(job, "failed", str(e).removeprefix(f"{e.path}: ") if e.path else str(e))

@@ -277,3 +277,19 @@ def test_jobs_above_files_or_cores_is_capped_with_a_note(tiny_model, tree, tmp_p
     assert r.returncode == 0, r.stderr
     workers = min(4, os.cpu_count() or 1)
     assert f"--jobs 1000 capped at {workers}" in r.stderr and f"with {workers} process(es)" in r.stderr
+
+
+def test_rerun_clears_temporary_files_of_killed_runs_beside_done_files(tiny_model, tree, tmp_path):
+    out = tmp_path / "out"
+    args = (str(tree), "--out-dir", str(out), "--recursive", "--model", str(tiny_model))
+    assert denoise(*args).returncode == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = [out / f".a.wav.partial-{dead.pid}", out / "calls" / f".c.ogg.partial-{dead.pid}"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    mine = out / f".b.flac.partial-{os.getpid()}"  # a live writer's: kept
+    mine.write_bytes(b"being written")
+    r = denoise(*args)
+    assert r.returncode == 0 and "skipped 4" in r.stderr, r.stderr
+    assert not any(p.exists() for p in stale) and mine.exists()

@@ -5,7 +5,9 @@ import errno
 import fnmatch
 import os
 import re
+import signal
 import stat
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -229,10 +231,38 @@ def _alive(pid: int) -> bool:
     return True
 
 
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while libsndfile runs: it calls back into Python (the _Sink), and
+    an exception a signal handler raised inside a callback would be swallowed by cffi, with a
+    traceback. A signal that comes meanwhile is recorded and handled (KeyboardInterrupt and the
+    like) the moment this block ends. Python runs signal handlers in the main thread only; in
+    others there is nothing to do. (pthread_sigmask would not do: another thread takes the signal.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in _DEFERRED}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            handler = previous[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler in (signal.SIG_DFL, None):
+                os.kill(os.getpid(), caught[0])
+
+
 class AtomicAudioWriter:
     """Writes to a hidden temporary file beside `path` and renames it on success only.
 
-    Whatever goes wrong (a full disk, a read-only or vanished folder, an interruption), `path` is
+    Whatever goes wrong (a full disk, a read-only or vanished folder, Ctrl-C, SIGTERM), `path` is
     either untouched or complete, never half-written, the temporary file is removed, and the
     error is a StreamaeError naming `path` and the OS's reason. Temporary files that killed
     runs left beside `path` are removed first.
@@ -250,26 +280,33 @@ class AtomicAudioWriter:
         if clear_stale:
             remove_stale_partials(self.path)
         self._tmp = partial_path(self.path)
-        self._sink = None
+        self._sink: _Sink | None = None
+        self._file: sf.SoundFile | None = None
         try:
-            self._sink = _Sink(self._tmp)
-        except OSError as e:
+            with _signals_deferred():
+                self._sink = _Sink(self._tmp)
+                self._file = sf.SoundFile(self._sink, "w", samplerate=sample_rate, channels=channels,
+                                          format=fmt, subtype=subtype)
+        except OSError as e:  # creating the temporary file
+            self._discard()
             raise os_error(e, self.path) from None
-        try:
-            self._file = sf.SoundFile(self._sink, "w", samplerate=sample_rate, channels=channels,
-                                      format=fmt, subtype=subtype)
         except Exception as e:  # libsndfile's errors, or its assertions after a failed write
             self._discard()
-            if self._sink.error is not None:
+            if self._sink is not None and self._sink.error is not None:
                 raise os_error(self._sink.error, self.path) from None
             raise StreamaeError(
                 f"cannot write {fmt}/{subtype} at {sample_rate} Hz ({_reason(e)})", self.path
             ) from None
+        except BaseException:  # Ctrl-C, SIGTERM: no temporary file left
+            self._discard()
+            raise
 
     def write(self, audio: np.ndarray) -> None:
         """audio: float32 [channels, n]."""
+        frames = np.clip(audio.T, -1.0, 1.0) if self._file.subtype.startswith("PCM") else audio.T
         try:
-            self._file.write(np.clip(audio.T, -1.0, 1.0) if self._file.subtype.startswith("PCM") else audio.T)
+            with _signals_deferred():
+                self._file.write(frames)
         except Exception as e:
             if self._sink.error is None:
                 raise StreamaeError(f"cannot write audio ({_reason(e)})", self.path) from None
@@ -279,12 +316,16 @@ class AtomicAudioWriter:
     def commit(self) -> None:
         """Finish the file and publish it under its name."""
         try:
-            self._file.close()
+            with _signals_deferred():
+                self._file.close()
+                self._sink.close()
         except Exception as e:
             if self._sink.error is None:
                 self._discard()
                 raise StreamaeError(f"cannot finish the file ({_reason(e)})", self.path) from None
-        self._sink.close()
+        except BaseException:
+            self._discard()
+            raise
         if self._sink.error is not None:
             self._discard()
             raise os_error(self._sink.error, self.path)
@@ -293,23 +334,27 @@ class AtomicAudioWriter:
         except OSError as e:
             self._discard()
             raise os_error(e, self.path) from None
+        except BaseException:
+            self._discard()
+            raise
 
     def discard(self) -> None:
         """Drop the temporary file; `path` stays as it was."""
         self._discard()
 
     def _discard(self) -> None:
-        try:
-            if getattr(self, "_file", None) is not None and not self._file.closed:
-                self._file.close()
-        except Exception:  # closing after a failed write: the file is dropped anyway
-            pass
-        if self._sink is not None:
-            self._sink.close()
-        try:
-            self._tmp.unlink(missing_ok=True)
-        except OSError:  # a read-only folder: then nothing was written there either
-            pass
+        with _signals_deferred():  # a second Ctrl-C must not leave the file behind either
+            try:
+                if self._file is not None and not self._file.closed:
+                    self._file.close()
+            except Exception:  # closing after a failed write: the file is dropped anyway
+                pass
+            if self._sink is not None:
+                self._sink.close()
+            try:
+                self._tmp.unlink(missing_ok=True)
+            except OSError:  # a read-only folder: then nothing was written there either
+                pass
 
     def __enter__(self) -> "AtomicAudioWriter":
         return self

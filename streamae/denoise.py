@@ -195,11 +195,14 @@ class _Pool:
         parent, child = self._context.Pipe()
         process = self._context.Process(target=_worker_main, args=(child, self._make, os.getpid()),
                                         name="streamae-denoise", daemon=True)
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # the child inherits SIG_IGN across exec:
-        try:  # a Ctrl-C while it imports cannot print a traceback there
+        # the child inherits SIG_IGN across exec: a Ctrl-C while it imports cannot print a traceback there
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
             process.start()
         finally:
-            signal.signal(signal.SIGINT, previous)
+            if main:
+                signal.signal(signal.SIGINT, previous)
         child.close()
         return process, parent
 
@@ -372,6 +375,14 @@ class Progress:
         self.started = time.perf_counter()
         self.tty = stream.isatty()
         self._last = self.started
+
+    def interrupted(self) -> None:
+        """After Ctrl-C: how far it got, and how to finish."""
+        if self.tty:
+            self.stream.write("\n")
+        self.stream.write(f"denoise: stopped after {sum(self.count.values())} of {self.total} files; "
+                          "the same command finishes the rest\n")
+        self.stream.flush()
 
     def __call__(self, outcome: Outcome) -> None:
         self.count[outcome.status] += 1

@@ -35,13 +35,19 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
+    previous = (signal.getsignal(signal.SIGINT), signal.signal(signal.SIGTERM, _on_sigterm)) if main_thread \
+        else None
+    interrupted = False
     try:
         return args.run(args) or 0
     except StreamaeError as e:
         print(f"streamae: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as e:
+        interrupted = True
+        if main_thread:  # stopping already: a second Ctrl-C must not interrupt the goodbye
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("streamae: terminated" if isinstance(e, Terminated) else "streamae: interrupted",
               file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
@@ -53,8 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"streamae: error: {where}{os_reason(e)}", file=sys.stderr)
         return 1
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        # as the program (argv None) after an interruption, stay deaf to signals on the way out;
+        # called from Python, leave the handlers as they were
+        if previous is not None and not (interrupted and argv is None):
+            for signum, handler in zip((signal.SIGINT, signal.SIGTERM), previous):
+                if handler is not None:  # None: set outside Python, cannot be put back
+                    signal.signal(signum, handler)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -80,7 +80,12 @@ def _many(args: argparse.Namespace) -> int:
     except OSError as e:
         raise os_error(e, out_dir) from None
     print(f"denoise: {len(jobs)} files -> {out_dir} with {workers} process(es)", file=sys.stderr)
-    outcomes = run_batch(jobs, make_denoiser, workers, args.overwrite, Progress(len(jobs)))
+    progress = Progress(len(jobs))
+    try:
+        outcomes = run_batch(jobs, make_denoiser, workers, args.overwrite, progress)
+    except KeyboardInterrupt:
+        progress.interrupted()
+        raise
     print(summary(outcomes), file=sys.stderr)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 

@@ -77,8 +77,7 @@ def run_train(args: argparse.Namespace) -> int:
     if Path(args.output).exists() and not args.overwrite:
         raise StreamaeError("already exists; pass --overwrite to replace it (training resumes from the "
                             "run folder's checkpoint if there is one; --fresh starts over)", args.output)
-    print(f"anomaly train: {args.output}: loading torch and reading the normal recordings...",
-          file=sys.stderr, flush=True)
+    print(f"anomaly train: {args.output}: loading torch and reading the normal recordings...", flush=True)
     return run_trainer("streamae.train.anomaly", args)
 
 

@@ -213,7 +213,12 @@ class _Pool:
             while idle and queue:
                 i = idle.pop()
                 self._busy[i] = queue.popleft()
-                self._workers[i][1].send(self._busy[i])
+                try:
+                    self._workers[i][1].send(self._busy[i])
+                except OSError:  # it died while idle (the OOM killer, say): a new one takes the job
+                    self._workers[i][1].close()
+                    self._workers[i] = self._start()
+                    self._workers[i][1].send(self._busy[i])
             waits = {}
             for i in self._busy:
                 process, conn = self._workers[i]

@@ -293,3 +293,28 @@ def test_rerun_clears_temporary_files_of_killed_runs_beside_done_files(tiny_mode
     r = denoise(*args)
     assert r.returncode == 0 and "skipped 4" in r.stderr, r.stderr
     assert not any(p.exists() for p in stale) and mine.exists()
+
+
+def test_a_worker_that_dies_fails_its_file_and_the_batch_goes_on(tiny_model, tmp_path):
+    if (os.cpu_count() or 1) < 2 or not Path("/proc").is_dir():
+        pytest.skip("needs two cores (worker processes) and /proc")
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(4):
+        write(src / f"f{i}.wav", 40.0, 16000, seed=i)
+    cmd = [sys.executable, "-m", "streamae", "denoise", str(src), "--out-dir", str(out), "--jobs", "2",
+           "--model", str(tiny_model)]
+    run = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (partial := list(out.glob(".*.partial-*"))):
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.002)
+    victim = int(partial[0].name.rsplit("-", 1)[1])
+    os.kill(victim, signal.SIGKILL)
+    stderr = run.communicate(timeout=120)[1]
+    assert run.returncode == 1, stderr
+    assert "done 3" in stderr and "failed 1" in stderr
+    assert "the worker process died (killed by SIGKILL)" in stderr
+    assert "Traceback" not in stderr
+    assert not list(out.glob(".*.partial-*")) and len(list(out.glob("*.wav"))) == 3
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0 and "done 1" in r.stderr and "skipped 3" in r.stderr, r.stderr

@@ -1,8 +1,14 @@
 """Audio file I/O and resampling (soundfile + soxr); arrays are float32 [channels, samples]."""
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
+import re
+import signal
+import stat
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -15,26 +21,86 @@ from .errors import StreamaeError
 SAMPLE_RATE = 16000  # every model here runs at it, and every quality score is measured at it
 RESAMPLE_QUALITY = "HQ"
 FILE_BLOCK_SECONDS = 10.0  # audio read from a file at a time: memory stays flat for long recordings
+_PLAIN_SUBTYPES = ("PCM", "FLOAT", "DOUBLE", "ULAW", "ALAW")  # sample codings any container can hold
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 
 
-def open_input(path: str | Path) -> sf.SoundFile:
-    """Open an audio file for block reading, turning every failure into one clear message."""
+def os_reason(e: OSError) -> str:
+    """An OSError in a user's words, its cause first: 'disk full', 'read-only file system', ..."""
+    words = {
+        errno.ENOSPC: "disk full (no space left on device)",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+        errno.ENOENT: "no such file or folder",
+        errno.ENOTDIR: "a part of the path is not a folder",
+        errno.EISDIR: "is a directory",
+        errno.EIO: "input/output error (a failing disk or a lost network drive?)",
+        errno.ENAMETOOLONG: "file name too long",
+        errno.EFBIG: "file too large for this file system",
+    }
+    return words.get(e.errno, (e.strerror or str(e) or type(e).__name__).lower())
+
+
+def os_error(e: OSError, path: str | Path | None = None) -> StreamaeError:
+    """A StreamaeError naming the path (`e.filename` unless given) and the cause."""
+    return StreamaeError(os_reason(e), path if path is not None else e.filename)
+
+
+@contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Give a StreamaeError raised inside without a path (a rate the model cannot use, say) this
+    file's path, so the message names the file it is about."""
+    try:
+        yield
+    except StreamaeError as e:
+        if e.path is not None:
+            raise
+        raise StreamaeError(str(e), path) from None
+
+
+def open_input(path: str | Path, allow_empty: bool = False) -> sf.SoundFile:
+    """Open an audio file for block reading, turning every failure into one clear message.
+
+    A valid file with no samples is refused unless `allow_empty`."""
     path = Path(path)
-    if not path.exists():
-        raise StreamaeError("no such file", path)
-    if path.is_dir():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise StreamaeError("no such file", path) from None
+    except OSError as e:
+        raise os_error(e, path) from None
+    if stat.S_ISDIR(st.st_mode):
         raise StreamaeError("is a directory, expected an audio file", path)
-    if path.stat().st_size == 0:
+    if not stat.S_ISREG(st.st_mode):
+        raise StreamaeError("not a regular file (a pipe or a device?): save the audio to a file first", path)
+    if st.st_size == 0:
         raise StreamaeError("file is empty", path)
+    try:
+        with open(path, "rb"):  # the OS's reason (permission denied), which libsndfile hides
+            pass
+    except OSError as e:
+        raise os_error(e, path) from None
     try:
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         raise StreamaeError(f"cannot read audio ({_reason(e)})", path) from None
-    if f.frames == 0:
+    if f.frames == 0 and not allow_empty:
         f.close()
         raise StreamaeError("file holds no audio samples", path)
     return f
+
+
+def header_frames(f: sf.SoundFile) -> int:
+    """The frames a file's header promises: more than `f.frames` when the file was cut short
+    (libsndfile counts what is there and notes the header's figure in its log: WAV and the like)."""
+    log = f.extra_info
+    data = re.search(r"^data\s*:\s*(\d+)\s*\(should be \d+\)", log, re.M)
+    align = re.search(r"Block Align\s*:\s*(\d+)", log)
+    if data and align and int(align.group(1)) > 0:
+        return max(f.frames, int(data.group(1)) // int(align.group(1)))
+    return f.frames
 
 
 def read_blocks(f: sf.SoundFile, block: int | None = None) -> Iterator[np.ndarray]:
@@ -76,44 +142,228 @@ def output_format(path: str | Path, like: sf.SoundFile | None = None) -> tuple[s
     fmt = formats[ext]
     if ext == "opus":
         return fmt, "OPUS"
-    if like is not None and like.subtype and sf.check_format(fmt, like.subtype):
+    if like is not None and like.subtype and sf.check_format(fmt, like.subtype) and (
+        like.format == fmt or like.subtype.startswith(_PLAIN_SUBTYPES)
+    ):  # a codec (MP3 in a WAV, say) libsndfile may list but cannot write: the format's default
         return fmt, like.subtype
     return fmt, sf.default_subtype(fmt)
+
+
+def _open_temp(path: Path):
+    """The temporary file's handle (tests swap in one that fails like a full disk)."""
+    return open(path, "w+b", buffering=1 << 20)
+
+
+class _Sink:
+    """The file libsndfile writes through (its virtual I/O): every OSError is kept, with its errno,
+    instead of libsndfile's 'System error.', and turns every later call into a no-op."""
+
+    def __init__(self, path: Path):
+        self.file = _open_temp(path)
+        self.error: OSError | None = None
+
+    def _guard(self, op, *args):
+        if self.error is None:
+            try:
+                return op(*args)
+            except OSError as e:
+                self.error = e
+        return None
+
+    def write(self, data) -> int:
+        return len(data) if self._guard(self.file.write, data) is not None else 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        pos = self._guard(self.file.seek, offset, whence)
+        return pos if pos is not None else -1
+
+    def tell(self) -> int:
+        pos = self._guard(self.file.tell)
+        return pos if pos is not None else -1
+
+    def read(self, n: int = -1) -> bytes:
+        return self._guard(self.file.read, n) or b""
+
+    def close(self) -> None:
+        if self.file.closed:
+            return
+        self._guard(self.file.flush)
+        try:
+            self.file.close()
+        except OSError as e:
+            self.error = self.error or e
+
+
+def remove_stale_partials(target: str | Path) -> None:
+    """Temporary files a killed run left beside `target` (their writer's PID is gone)."""
+    target = Path(target)
+    _remove_stale(target.parent, f".{target.name}.partial-*")
+
+
+def remove_stale_partials_in(folder: str | Path) -> None:
+    """Every temporary file a killed run left in `folder` (one listing for a whole batch's folder)."""
+    _remove_stale(Path(folder), ".*.partial-*")
+
+
+def _remove_stale(folder: Path, pattern: str) -> None:
+    try:
+        for tmp in folder.glob(pattern):
+            pid = tmp.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and not _alive(int(pid)):
+                tmp.unlink(missing_ok=True)
+    except OSError:  # a read-only or unreadable folder: the write itself will say why
+        pass
+
+
+def partial_path(target: str | Path, pid: int | None = None) -> Path:
+    """Where `pid` (default: this process) writes `target` until it is complete."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.partial-{os.getpid() if pid is None else pid}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while libsndfile runs: it calls back into Python (the _Sink), and
+    an exception a signal handler raised inside a callback would be swallowed by cffi, with a
+    traceback. A signal that comes meanwhile is recorded and handled (KeyboardInterrupt and the
+    like) the moment this block ends. Python runs signal handlers in the main thread only; in
+    others there is nothing to do. (pthread_sigmask would not do: another thread takes the signal.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in _DEFERRED}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if caught:
+            handler = previous[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)
+            elif handler in (signal.SIG_DFL, None):
+                os.kill(os.getpid(), caught[0])
 
 
 class AtomicAudioWriter:
     """Writes to a hidden temporary file beside `path` and renames it on success only.
 
-    Whatever goes wrong, `path` is either untouched or complete: never half-written.
+    Whatever goes wrong (a full disk, a read-only or vanished folder, Ctrl-C, SIGTERM), `path` is
+    either untouched or complete, never half-written, the temporary file is removed, and the
+    error is a StreamaeError naming `path` and the OS's reason. Temporary files that killed
+    runs left beside `path` are removed first.
     """
 
-    def __init__(self, path: str | Path, sample_rate: int, channels: int, fmt: str, subtype: str):
+    def __init__(self, path: str | Path, sample_rate: int, channels: int, fmt: str, subtype: str,
+                 clear_stale: bool = True):
+        """clear_stale=False: the caller cleared the folder already (a batch, once per folder)."""
         self.path = Path(path)
-        if not self.path.parent.is_dir():
-            raise StreamaeError("output folder does not exist", self.path.parent)
-        self._tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
         try:
-            self._file = sf.SoundFile(str(self._tmp), "w", samplerate=sample_rate, channels=channels,
-                                      format=fmt, subtype=subtype)
-        except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
-            self._tmp.unlink(missing_ok=True)
+            if not self.path.parent.is_dir():
+                raise StreamaeError("output folder does not exist", self.path.parent)
+        except OSError as e:
+            raise os_error(e, self.path.parent) from None
+        if clear_stale:
+            remove_stale_partials(self.path)
+        self._tmp = partial_path(self.path)
+        self._sink: _Sink | None = None
+        self._file: sf.SoundFile | None = None
+        try:
+            with _signals_deferred():
+                self._sink = _Sink(self._tmp)
+                self._file = sf.SoundFile(self._sink, "w", samplerate=sample_rate, channels=channels,
+                                          format=fmt, subtype=subtype)
+        except OSError as e:  # creating the temporary file
+            self._discard()
+            raise os_error(e, self.path) from None
+        except Exception as e:  # libsndfile's errors, or its assertions after a failed write
+            self._discard()
+            if self._sink is not None and self._sink.error is not None:
+                raise os_error(self._sink.error, self.path) from None
             raise StreamaeError(
                 f"cannot write {fmt}/{subtype} at {sample_rate} Hz ({_reason(e)})", self.path
             ) from None
+        except BaseException:  # Ctrl-C, SIGTERM: no temporary file left
+            self._discard()
+            raise
 
     def write(self, audio: np.ndarray) -> None:
         """audio: float32 [channels, n]."""
-        self._file.write(np.clip(audio.T, -1.0, 1.0) if self._file.subtype.startswith("PCM") else audio.T)
+        frames = np.clip(audio.T, -1.0, 1.0) if self._file.subtype.startswith("PCM") else audio.T
+        try:
+            with _signals_deferred():
+                self._file.write(frames)
+        except Exception as e:
+            if self._sink.error is None:
+                raise StreamaeError(f"cannot write audio ({_reason(e)})", self.path) from None
+        if self._sink.error is not None:
+            raise os_error(self._sink.error, self.path)
+
+    def commit(self) -> None:
+        """Finish the file and publish it under its name."""
+        try:
+            with _signals_deferred():
+                self._file.close()
+                self._sink.close()
+        except Exception as e:
+            if self._sink.error is None:
+                self._discard()
+                raise StreamaeError(f"cannot finish the file ({_reason(e)})", self.path) from None
+        except BaseException:
+            self._discard()
+            raise
+        if self._sink.error is not None:
+            self._discard()
+            raise os_error(self._sink.error, self.path)
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as e:
+            self._discard()
+            raise os_error(e, self.path) from None
+        except BaseException:
+            self._discard()
+            raise
+
+    def discard(self) -> None:
+        """Drop the temporary file; `path` stays as it was."""
+        self._discard()
+
+    def _discard(self) -> None:
+        with _signals_deferred():  # a second Ctrl-C must not leave the file behind either
+            try:
+                if self._file is not None and not self._file.closed:
+                    self._file.close()
+            except Exception:  # closing after a failed write: the file is dropped anyway
+                pass
+            if self._sink is not None:
+                self._sink.close()
+            try:
+                self._tmp.unlink(missing_ok=True)
+            except OSError:  # a read-only folder: then nothing was written there either
+                pass
 
     def __enter__(self) -> "AtomicAudioWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._file.close()
         if exc_type is None:
-            os.replace(self._tmp, self.path)
+            self.commit()
         else:
-            self._tmp.unlink(missing_ok=True)
+            self._discard()
 
 
 def write_audio(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str | None = None) -> None:
@@ -142,15 +392,28 @@ def audio_files(paths: list[str | Path]) -> list[Path]:
     out); none is an error."""
     files: list[Path] = []
     for p in map(Path, paths):
-        if p.is_dir():
+        kind = path_kind(p)
+        if kind == "folder":
             files += find_audio(p)
-        elif p.is_file():
+        elif kind == "file":
             files.append(p)
         else:
             raise StreamaeError("no such file or folder", p)
     if not files:
         raise StreamaeError(f"no audio files under {', '.join(map(str, paths))}")
     return files
+
+
+def path_kind(path: str | Path) -> str | None:
+    """'folder', 'file' (anything else that exists) or None; a path the user may not look at is
+    a StreamaeError saying so (pathlib's is_dir() raises PermissionError)."""
+    try:
+        st = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        raise os_error(e, path) from None
+    return "folder" if stat.S_ISDIR(st.st_mode) else "file"
 
 
 def find_audio(folder: str | Path, recursive: bool = True, pattern: str | None = None,
@@ -160,7 +423,13 @@ def find_audio(folder: str | Path, recursive: bool = True, pattern: str | None =
     and so is the folder `skip` (an output folder inside the input, say)."""
     skip = Path(skip).resolve() if skip is not None else None
     found = []
-    for root, dirs, files in os.walk(folder):
+    if not os.access(folder, os.R_OK | os.X_OK):
+        raise StreamaeError("permission denied (cannot list this folder)", folder)
+
+    def fail(e: OSError) -> None:
+        raise os_error(e)
+
+    for root, dirs, files in os.walk(folder, onerror=fail):
         here = Path(root)
         if skip is not None and here.resolve() == skip:
             dirs.clear()

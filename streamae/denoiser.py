@@ -12,12 +12,41 @@ from pathlib import Path
 import numpy as np
 
 from . import runtime
-from .errors import StreamaeError
+from .errors import BadArgument, BadArgumentType, StreamaeError
 from .resample import StreamResampler
 
 DEFAULT_MODEL = "live"  # a name in runtime.DENOISERS, or a path
 MAX_BLOCK_FRAMES = 2000  # frames per onnxruntime call when a lot of audio is waiting
 MAX_CHANNELS = 64  # more is almost surely [samples, channels] (soundfile's layout) passed untransposed
+MAX_MAGNITUDE = 1000.0  # float samples beyond this are broken, not loud (full scale is 1)
+MIN_SAMPLE_RATE = 1000  # sample rates a stream accepts: telephone-band recordings (8 kHz) with room to
+MAX_SAMPLE_RATE = 768000  # spare, up to the highest rate audio interfaces offer
+
+
+def check_sample_rate(sample_rate: object, name: str = "sample_rate") -> int:
+    """An int in [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE] (a whole-number float such as 44100.0 too),
+    else a ValueError or TypeError naming the argument and the range, before anything is allocated."""
+    accepted = f"an int in [{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz"
+    if isinstance(sample_rate, (bool, np.bool_)) or not isinstance(
+        sample_rate, (int, np.integer, float, np.floating)
+    ):
+        raise BadArgumentType(f"{name} must be {accepted}, got {type(sample_rate).__name__} {sample_rate!r}")
+    if isinstance(sample_rate, (float, np.floating)):
+        if not np.isfinite(sample_rate) or not float(sample_rate).is_integer():
+            raise BadArgument(f"{name} must be {accepted}, got {sample_rate!r}")
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise BadArgument(f"{name} must be {accepted}, got {sample_rate!r}")
+    return int(sample_rate)
+
+
+def check_channels(channels: object) -> int:
+    """An int in [1, MAX_CHANNELS], else a ValueError or TypeError saying so."""
+    accepted = f"an int in [1, {MAX_CHANNELS}]"
+    if isinstance(channels, (bool, np.bool_)) or not isinstance(channels, (int, np.integer)):
+        raise BadArgumentType(f"channels must be {accepted}, got {type(channels).__name__} {channels!r}")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise BadArgument(f"channels must be {accepted}, got {channels!r}")
+    return int(channels)
 
 
 def step_graph_path(path: str | Path) -> Path:
@@ -40,11 +69,23 @@ class Denoiser:
 
     def __init__(self, model: str | Path | None = None, threads: int = 1, device: str = "cpu",
                  atten_lim_db: float | None = None):
-        """model: a shipped denoiser's name (`live`, the default, or `quality`) or an .onnx path."""
+        """model: a shipped denoiser's name (`live`, the default, or `quality`) or an .onnx path;
+        threads: onnxruntime's (0: its choice); atten_lim_db: keep the noise this many dB down
+        (None: remove it)."""
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+            raise (BadArgument if isinstance(threads, (int, np.integer)) else BadArgumentType)(
+                f"threads must be an int >= 0 (0: onnxruntime's choice), got {threads!r}")
+        if atten_lim_db is not None:
+            if isinstance(atten_lim_db, bool) or not isinstance(atten_lim_db, (int, float, np.number)):
+                raise BadArgumentType(f"atten_lim_db must be a number of dB or None, got {atten_lim_db!r}")
+            if not np.isfinite(atten_lim_db):
+                raise BadArgument(f"atten_lim_db must be a finite number of dB or None, got {atten_lim_db!r}")
         path = runtime.denoiser_path(DEFAULT_MODEL if model is None else model)
         self.path = path
         step = step_graph_path(path)
-        if not step.exists() and path.exists():
+        if not step.exists() and not path.exists():  # name the model asked for, not its step graph
+            raise StreamaeError("model file not found", path)
+        if not step.exists():
             kind = runtime.metadata(runtime.session(path)).get("kind")
             raise StreamaeError(
                 f"its streaming step graph {step.name} is missing beside it"
@@ -96,17 +137,28 @@ class Denoiser:
         return clean, new_states
 
     def stream(self, sample_rate: int | None = None, channels: int = 1) -> "DenoiserStream":
-        """A fresh stateful stream for audio at `sample_rate` (default: the model's), each channel
-        cleaned on its own; its fixed delay, resampling included, is `latency_samples`."""
+        """A fresh stateful stream for audio at `sample_rate` (default: the model's; else an int in
+        [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]), `channels` (1 to MAX_CHANNELS) each cleaned on its own;
+        its fixed delay, resampling included, is `latency_samples`."""
         return DenoiserStream(self, self.sample_rate if sample_rate is None else sample_rate, channels)
 
     def process(self, audio: np.ndarray, sample_rate: int) -> np.ndarray:
-        """Clean a whole signal, float32 [samples] or [channels, samples]; same shape out, time-aligned."""
-        x = np.asarray(audio)  # dtype and values are checked once, by the stream
+        """Clean a whole signal, float32 [samples] or [channels, samples] at `sample_rate` (required:
+        an int in [MIN_SAMPLE_RATE, MAX_SAMPLE_RATE]); same shape out, time-aligned.
+
+        Impossible arguments raise ValueError or TypeError (StreamaeError too) naming the argument
+        and what it accepts, before anything is allocated."""
+        if sample_rate is None:
+            raise BadArgumentType(f"sample_rate is required: the rate of `audio`, an int in "
+                                  f"[{MIN_SAMPLE_RATE}, {MAX_SAMPLE_RATE}] Hz")
+        check_sample_rate(sample_rate)
+        x = np.asarray(audio)  # values are checked once, by the stream
+        if not np.issubdtype(x.dtype, np.floating):
+            raise BadArgumentType(f"audio must be float samples in [-1, 1], got dtype {x.dtype}")
         if x.ndim not in (1, 2) or x.shape[-1] == 0:
-            raise StreamaeError(f"expected audio of shape [samples] or [channels, samples], got {x.shape}")
+            raise BadArgument(f"expected audio of shape [samples] or [channels, samples], got {x.shape}")
         if x.ndim == 2 and x.shape[0] > MAX_CHANNELS:
-            raise StreamaeError(
+            raise BadArgument(
                 f"audio of shape {x.shape} would be {x.shape[0]} channels: pass [channels, samples] "
                 "(soundfile reads [samples, channels]: use x.T)"
             )
@@ -154,11 +206,9 @@ class DenoiserStream:
     """
 
     def __init__(self, denoiser: Denoiser, sample_rate: int, channels: int = 1):
-        if sample_rate <= 0:
-            raise StreamaeError(f"sample rate must be positive, got {sample_rate}")
         self.denoiser = denoiser
-        self.sample_rate = int(sample_rate)
-        self.channels = channels
+        self.sample_rate = check_sample_rate(sample_rate)
+        self.channels = check_channels(channels)
         self.latency_samples = _stream_latency(
             denoiser.sample_rate, self.sample_rate, denoiser.hop, denoiser.delay
         )
@@ -183,7 +233,7 @@ class DenoiserStream:
         x = _as_float32(chunk)
         x2 = x.reshape(1, -1) if x.ndim == 1 else x
         if x2.ndim != 2 or x2.shape[0] != self.channels:
-            raise StreamaeError(f"stream expects {self.channels} channel(s), got a chunk of shape {x.shape}")
+            raise BadArgument(f"stream expects {self.channels} channel(s), got a chunk of shape {x.shape}")
         self._append(self._resample_out(self._core.push(self._resample_in(x2))))
         return self._mix_dry(self._pop(x2.shape[-1]), x2).reshape(x.shape)
 
@@ -243,12 +293,23 @@ def _stream_latency(model_rate: int, rate: int, hop: int, delay: int) -> int:
 
 
 def _as_float32(audio: np.ndarray) -> np.ndarray:
-    """Float audio as contiguous float32, NaN and infinities set to 0: one bad sample must not
-    poison the stream's state (and so every later output) for the rest of the stream."""
+    """Float audio as contiguous float32, NaN and infinities set to 0 and absurd magnitudes clipped
+    to +-MAX_MAGNITUDE: one bad sample must not poison the stream's state (and so every later
+    output) for the rest of the stream. Quietly: no numpy RuntimeWarning on the way."""
     x = np.asarray(audio)
     if not np.issubdtype(x.dtype, np.floating):
-        raise StreamaeError(f"expected float audio in [-1, 1], got dtype {x.dtype}")
+        raise BadArgumentType(f"expected float audio in [-1, 1], got dtype {x.dtype}")
     x = np.ascontiguousarray(x, dtype=np.float32)
-    if np.isfinite(x.sum()):  # one reduction, no mask: a NaN or infinity anywhere makes the sum non-finite
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = x.sum()
+    if np.isfinite(total):  # one reduction, no mask: a NaN, an infinity or a huge value makes it non-finite
         return x
-    return np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0), -MAX_MAGNITUDE, MAX_MAGNITUDE)
+
+
+def count_bad_samples(x: np.ndarray) -> int:
+    """How many samples `_as_float32` will zero (NaN, infinities): for a warning."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(x.sum()):
+            return 0
+    return int(np.count_nonzero(~np.isfinite(x)))

@@ -7,3 +7,11 @@ class StreamaeError(Exception):
     def __init__(self, message: str, path: object | None = None):
         super().__init__(f"{path}: {message}" if path is not None else message)
         self.path = path
+
+
+class BadArgument(StreamaeError, ValueError):
+    """An argument with an impossible value (the CLI prints it as one line, like any StreamaeError)."""
+
+
+class BadArgumentType(StreamaeError, TypeError):
+    """An argument of the wrong type."""

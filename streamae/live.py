@@ -39,7 +39,12 @@ def sounddevice():
 
 
 def device_table() -> str:
-    return str(sounddevice().query_devices())
+    """The devices PortAudio sees, one a line; none at all is an error saying what to check."""
+    devices = sounddevice().query_devices()
+    if len(devices) == 0:
+        raise StreamaeError("no audio devices found (is a sound card or a sound server such as PulseAudio "
+                            "or PipeWire available to this user?)")
+    return str(devices)
 
 
 def resolve_device(spec: str | int | None, kind: str) -> int:
@@ -114,13 +119,20 @@ def _open(kind, **kw):
     try:
         return kind(dtype="float32", latency="low", **kw)
     except Exception as e:  # PortAudioError and ValueError carry the useful text
-        raise StreamaeError(f"cannot open audio device ({e}); devices:\n{device_table()}") from None
+        try:
+            table = device_table()
+        except StreamaeError as none:
+            table = str(none)
+        raise StreamaeError(f"cannot open audio device ({e}); devices:\n{table}") from None
 
 
 # -- recording ------------------------------------------------------------------------------
 class Recorder:
     """Frames from the audio callback to a file: the callback only copies into a ring; a
     thread writes. Exactly `limit` frames (or all) are written; frames the disk lost are silence.
+
+    If the file cannot be written (a full disk, say), the thread stops, `check()` raises the
+    error and `close()` drops the file and raises it: a short recording is never published.
     """
 
     def __init__(self, path: Path, sample_rate: int, channels: int, fmt: str, subtype: str,
@@ -129,6 +141,7 @@ class Recorder:
         self.limit = limit
         self.lost = 0
         self.written = 0
+        self.error: BaseException | None = None
         self._writer = AtomicAudioWriter(path, sample_rate, channels, fmt, subtype)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._drain_loop, name="streamae-recorder", daemon=True)
@@ -141,16 +154,31 @@ class Recorder:
     def full(self) -> bool:
         return self.limit is not None and self.ring.end >= self.limit
 
+    def check(self) -> None:
+        """Raise the writer thread's error, if it had one."""
+        if self.error is not None:
+            raise self.error
+
     def close(self, ok: bool = True) -> None:
-        """Write what is left and commit the file (or, if not ok, drop it)."""
+        """Write what is left and commit the file (or, if not ok or the writing failed, drop it)."""
         self._done.set()
         self._thread.join()
-        self._writer.__exit__(None if ok else RuntimeError, None, None)
+        if ok and self.error is None:
+            self._writer.commit()
+        else:
+            self._writer.discard()
+            self.check()
 
     def _drain_loop(self) -> None:
-        while not self._done.wait(0.05):
+        try:
+            while not self._done.wait(0.05):
+                self._drain()
             self._drain()
-        self._drain()
+        except StreamaeError as e:
+            self.error = e
+        except Exception as e:  # anything else: still never a thread traceback and a short file
+            self.error = StreamaeError(f"cannot write the recording ({type(e).__name__}: {e})",
+                                       self._writer.path)
 
     def _drain(self) -> None:
         end = self.ring.end if self.limit is None else min(self.ring.end, self.limit)
@@ -298,6 +326,8 @@ def _wait(worker: BlockWorker, recorder: Recorder | None, limit: int | None, sta
                 print("live: running" + ("" if limit else ", Ctrl-C stops"), file=sys.stderr, flush=True)
             time.sleep(0.02)
             worker.check()
+            if recorder:
+                recorder.check()
             if worker.stats.blocks_in != seen:
                 seen, seen_at = worker.stats.blocks_in, time.monotonic()
             elif time.monotonic() - seen_at > STALL_SECONDS:
@@ -332,6 +362,7 @@ def _pace(worker: BlockWorker, recorder: Recorder, blocks: Iterator[np.ndarray],
         if fed >= limit:
             break
         worker.check()
+        recorder.check()
         if fed / rate >= next_stats:
             print(f"live: {worker.stats.line()}", file=sys.stderr, flush=True)
             next_stats += stats_every
@@ -356,14 +387,18 @@ def _lossless(worker: BlockWorker, recorder: Recorder, blocks: Iterator[np.ndarr
 
     feeder = threading.Thread(target=feed, name="streamae-feeder", daemon=True)
     feeder.start()
-    while (out := worker.read()) is not None:
-        recorder.write(out)
-        if recorder.full():
-            break
-        while recorder.ring.end - recorder.written > recorder.ring.capacity // 2:
-            time.sleep(0.01)  # let the writer thread catch up: lossless means never overwrite
-    worker.stop()
-    feeder.join()
+    try:
+        while (out := worker.read()) is not None:
+            recorder.write(out)
+            if recorder.full():
+                break
+            recorder.check()
+            while recorder.ring.end - recorder.written > recorder.ring.capacity // 2:
+                recorder.check()  # a writer that failed never catches up
+                time.sleep(0.01)  # let the writer thread catch up: lossless means never overwrite
+    finally:
+        worker.stop()
+        feeder.join()
     if failed:
         raise failed[0]
 

@@ -30,6 +30,9 @@ def denoiser_path(model: str | Path) -> Path:
     """A shipped denoiser's name (`live`, `quality`) or a path -> the model's path."""
     if isinstance(model, str) and model in DENOISERS:
         return models_dir() / DENOISERS[model]
+    if isinstance(model, str) and not model.endswith(".onnx") and not Path(model).exists():
+        raise StreamaeError(f"no shipped denoiser is named {model!r} ({', '.join(DENOISERS)}) "
+                            "and there is no such file")
     return Path(model)
 
 

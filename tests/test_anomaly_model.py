@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -303,3 +304,26 @@ def test_the_monitors_microphone_option_is_named_for_what_it_chooses():
         args = build_parser().parse_args(["monitor", "mic", "--model", "m.onnx", flag, "USB"])
         assert args.input_device == "USB"
     assert build_parser().parse_args(["monitor", "mic", "--model", "m.onnx"]).input_device is None
+
+
+def test_plot_without_matplotlib_leaves_no_output_files(model, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    src = tmp_path / "spliced.wav"
+    spliced(src)
+    alerts, scores, png = tmp_path / "alerts.jsonl", tmp_path / "scores.jsonl", tmp_path / "x.png"
+    code = main(["monitor", str(src), "--model", str(model), "--plot", str(png), "--alerts", str(alerts),
+                 "--scores", str(scores), "--quiet"])
+    assert code == 1
+    assert capsys.readouterr().err.strip() == \
+        "streamae: error: --plot needs matplotlib: pip install 'streamae[plot]'"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spliced.wav"]
+
+
+@pytest.mark.parametrize("command", ["score", "monitor"])
+def test_a_rate_the_model_cannot_use_names_the_file(model, tmp_path, capsys, command):
+    src = tmp_path / "phone.wav"
+    sf.write(src, machine(3.0, 1, rate=8000), 8000)
+    args = ["anomaly", "score", str(src)] if command == "score" else ["monitor", str(src), "--quiet"]
+    assert main([*args, "--model", str(model)]) == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(f"streamae: error: {src}: recorded at 8000 Hz, but this model listens up to ")

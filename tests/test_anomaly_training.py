@@ -10,6 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import numpy as np  # noqa: E402
+import soundfile as sf  # noqa: E402
 
 from streamae.anomaly.scorer import AnomalyModel  # noqa: E402
 from streamae.cli import main  # noqa: E402
@@ -118,6 +119,9 @@ def test_training_resumes_from_its_checkpoint(model, data, capsys):
     ]
     assert main(args + ["--steps", "20"]) == 0
     saved = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
+    assert main(args + ["--steps", "20"]) == 1  # the model exists: refused, not silently resumed
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    args.append("--overwrite")
     assert main(args + ["--steps", "20"]) == 0  # resumed with nothing left to do: the weights must come back
     resumed = torch.load(run / "checkpoint.pt", weights_only=False)["model"]
     assert all(torch.equal(saved[k], resumed[k]) for k in saved)
@@ -125,3 +129,21 @@ def test_training_resumes_from_its_checkpoint(model, data, capsys):
     out = capsys.readouterr().out
     assert "resumed" in out and "at step 20" in out
     assert AnomalyModel(path).info["training"]["steps"] == 30
+
+
+def test_existing_model_is_refused_and_a_rate_too_low_named(data, tmp_path, capsys):
+    existing = tmp_path / "m.onnx"
+    existing.write_bytes(b"an older model")
+    assert main(["anomaly", "train", "--normal", str(data / "train"), "-o", str(existing),
+                 "--steps", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"streamae: error: {existing}: already exists; pass --overwrite")
+    assert existing.read_bytes() == b"an older model"
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    for name in ("a.wav", "b.wav"):
+        sf.write(phone / name, np.zeros(8000 * 3, np.float32), 8000)
+    assert main(["anomaly", "train", "--normal", str(phone), "-o", str(tmp_path / "new.onnx"),
+                 "--run-dir", str(tmp_path / "run"), "--steps", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"streamae: error: {phone}/") and ".wav: recorded at 8000 Hz" in err[-1]

@@ -165,3 +165,156 @@ def test_usage_errors(tiny_model, tree, tmp_path):
     r = denoise(str(tree / "calls" / "old" / ".."), "--glob", "*.flac", "--out-dir", str(tmp_path / "out"),
                 "--model", str(tiny_model))
     assert r.returncode == 1 and "no audio files" in r.stderr and "--recursive" in r.stderr
+
+
+# -- issue 23: Ctrl-C, kill -9, --jobs ---------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _workers(pid: int) -> list[int]:
+    """The batch's worker processes (not multiprocessing's resource tracker, which goes by itself)."""
+    return [c for c in _children(pid)
+            if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state in ("Z", "X")  # a zombie has stopped running; its reaper may be slow
+
+
+def expected_workers() -> int:
+    return 2 if (os.cpu_count() or 1) >= 2 else 0  # one core: --jobs 2 is capped, the parent works
+
+
+@pytest.fixture
+def long_batch(tiny_model, tmp_path):
+    """A batch of long files, started with --jobs 2 in its own session and waited on until both
+    workers are writing; yields (process, out folder, worker pids)."""
+    if not Path("/proc").is_dir():
+        pytest.skip("needs /proc")
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(6):
+        write(src / f"long{i}.wav", 120.0, 16000, seed=i)
+    cmd = [sys.executable, "-m", "streamae", "denoise", str(src), "--out-dir", str(out), "--jobs", "2",
+           "--model", str(tiny_model)]
+    run = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob(".*.partial-*"))) < max(1, expected_workers()):
+        assert run.poll() is None and time.monotonic() < deadline, run.stderr.read() if run.poll() else ""
+        time.sleep(0.002)
+    yield run, out, _workers(run.pid)
+    if run.poll() is None:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+
+
+def _finished_cleanly(out: Path) -> None:
+    assert not list(out.glob(".*.partial-*"))
+    for f in out.glob("*.wav"):  # whatever is there under its real name is complete
+        assert sf.info(str(f)).frames == 120 * 16000
+
+
+@pytest.mark.parametrize("to", ["group", "parent"])
+def test_ctrl_c_stops_a_batch_and_its_workers_within_2_s(long_batch, to):
+    run, out, workers = long_batch
+    assert len(workers) == expected_workers()
+    started = time.monotonic()
+    if to == "group":  # a terminal's Ctrl-C reaches every process in the foreground group
+        os.killpg(run.pid, signal.SIGINT)
+    else:
+        run.send_signal(signal.SIGINT)
+    stderr = run.communicate(timeout=10)[1]
+    assert time.monotonic() - started < 2.0, stderr
+    assert run.returncode == 130 and "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == "streamae: interrupted"
+    assert len(list(out.glob("*.wav"))) < 6  # it did not finish its queue first
+    _finished_cleanly(out)
+    assert all(_gone(pid) for pid in workers)
+
+
+def test_second_ctrl_c_stops_at_once(long_batch):
+    run, out, workers = long_batch
+    started = time.monotonic()
+    os.killpg(run.pid, signal.SIGINT)
+    time.sleep(0.05)
+    if run.poll() is None:
+        os.killpg(run.pid, signal.SIGINT)
+    stderr = run.communicate(timeout=10)[1]
+    assert time.monotonic() - started < 2.0, stderr
+    assert run.returncode == 130 and "Traceback" not in stderr, stderr
+    _finished_cleanly(out)
+    assert all(_gone(pid) for pid in workers)
+
+
+def test_killing_the_parent_takes_its_workers(long_batch):
+    run, out, workers = long_batch
+    assert len(workers) == expected_workers()
+    run.kill()
+    run.wait()
+    deadline = time.monotonic() + 2.0
+    while not all(_gone(pid) for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived their parent"
+        time.sleep(0.01)
+    _finished_cleanly(out)  # they stopped cleanly: their temporary files are gone too
+
+
+def test_jobs_above_files_or_cores_is_capped_with_a_note(tiny_model, tree, tmp_path):
+    r = denoise(str(tree), "--out-dir", str(tmp_path / "out"), "--recursive", "--jobs", "1000",
+                "--model", str(tiny_model))
+    assert r.returncode == 0, r.stderr
+    workers = min(4, os.cpu_count() or 1)
+    assert f"--jobs 1000 capped at {workers}" in r.stderr and f"with {workers} process(es)" in r.stderr
+
+
+def test_rerun_clears_temporary_files_of_killed_runs_beside_done_files(tiny_model, tree, tmp_path):
+    out = tmp_path / "out"
+    args = (str(tree), "--out-dir", str(out), "--recursive", "--model", str(tiny_model))
+    assert denoise(*args).returncode == 0
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = [out / f".a.wav.partial-{dead.pid}", out / "calls" / f".c.ogg.partial-{dead.pid}"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    mine = out / f".b.flac.partial-{os.getpid()}"  # a live writer's: kept
+    mine.write_bytes(b"being written")
+    r = denoise(*args)
+    assert r.returncode == 0 and "skipped 4" in r.stderr, r.stderr
+    assert not any(p.exists() for p in stale) and mine.exists()
+
+
+def test_a_worker_that_dies_fails_its_file_and_the_batch_goes_on(tiny_model, tmp_path):
+    if (os.cpu_count() or 1) < 2 or not Path("/proc").is_dir():
+        pytest.skip("needs two cores (worker processes) and /proc")
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(4):
+        write(src / f"f{i}.wav", 40.0, 16000, seed=i)
+    cmd = [sys.executable, "-m", "streamae", "denoise", str(src), "--out-dir", str(out), "--jobs", "2",
+           "--model", str(tiny_model)]
+    run = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (partial := list(out.glob(".*.partial-*"))):
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.002)
+    victim = int(partial[0].name.rsplit("-", 1)[1])
+    os.kill(victim, signal.SIGKILL)
+    stderr = run.communicate(timeout=120)[1]
+    assert run.returncode == 1, stderr
+    assert "done 3" in stderr and "failed 1" in stderr
+    assert "the worker process died (killed by SIGKILL)" in stderr
+    assert "Traceback" not in stderr
+    assert not list(out.glob(".*.partial-*")) and len(list(out.glob("*.wav"))) == 3
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0 and "done 1" in r.stderr and "skipped 3" in r.stderr, r.stderr

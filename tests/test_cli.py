@@ -127,3 +127,18 @@ def test_failed_write_leaves_no_output(tiny_model, tmp_path, monkeypatch):
         main(["denoise", str(src), "-o", str(dst), "--model", str(tiny_model)])
     assert calls["n"] == 2  # the crash came from the model, on its second call: mid-file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
+
+
+def test_train_export_name_without_onnx_writes_name_onnx(tmp_path, monkeypatch):
+    """`train denoiser --export NAME`: its help says it writes NAME.onnx, so NAME is not refused."""
+    from streamae.cli import train as train_cli
+
+    seen = {}
+    def trainer(module, args):
+        seen["export"] = args.export
+        return 0
+
+    monkeypatch.setattr(train_cli, "run_trainer", trainer)
+    assert main(["train", "denoiser", "--speech", str(tmp_path), "--noise", str(tmp_path),
+                 "--export", str(tmp_path / "NAME")]) == 0
+    assert seen["export"] == str(tmp_path / "NAME.onnx")

@@ -35,3 +35,22 @@ def test_info_on_a_missing_model_is_one_line(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope.onnx")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("streamae: error:") and "not found" in err[0]
+
+
+def test_info_list_shows_each_named_denoiser_from_its_card(capsys):
+    from streamae.runtime import DENOISERS
+
+    assert main(["info", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line.split() for line in lines[1:-1]}
+    assert set(rows) == set(DENOISERS)
+    assert rows["live"][2:4] == ["9.9", "ms"] and rows["quality"][2:4] == ["31.9", "ms"]
+    assert all(float(r[4]) > 0 and 1.0 < float(r[5]) < 4.5 for r in rows.values())  # CPU x DTLN, PESQ-WB
+
+
+def test_a_denoiser_is_named_or_a_path(capsys):
+    assert main(["info", "quality"]) == 0
+    assert json.loads(capsys.readouterr().out)["latency_samples"] == 511
+    assert main(["info", "qualty"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no shipped denoiser is named 'qualty' (live, quality)" in err[0]

@@ -130,3 +130,12 @@ def test_list_devices(fake_devices, capsys):
     fake_devices([dev("USB Mic", 1, 0)])
     assert main(["live", "--list-devices"]) == 0
     assert "USB Mic" in capsys.readouterr().out
+
+
+def test_list_devices_without_any_device_says_so(fake_devices, capsys):
+    fake_devices([])
+    assert main(["live", "--list-devices"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == ("streamae: error: no audio devices found (is a sound card or a sound "
+                                    "server such as PulseAudio or PipeWire available to this user?)")

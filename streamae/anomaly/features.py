@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from ..audio import RESAMPLE_QUALITY, SAMPLE_RATE, open_input, read_blocks
+from ..audio import RESAMPLE_QUALITY, SAMPLE_RATE, naming, open_input, read_blocks
 from ..errors import StreamaeError
 
 FLOOR_POWER = 1e-10  # -100 dB: digital silence stays finite
@@ -135,7 +135,7 @@ class FeatureStream:
 
 def file_frames(path: str | Path, cfg: FeatureConfig) -> np.ndarray:
     """A whole file's log-mel frames [bands, frames], through the runtime's FeatureStream."""
-    with open_input(path) as f:
+    with open_input(path) as f, naming(path):
         stream = FeatureStream(cfg, f.samplerate, f.channels)
         parts = [stream.process(b) for b in read_blocks(f)]
         parts.append(stream.flush())

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..audio import find_audio, open_input, read_blocks
+from ..audio import find_audio, naming, open_input, read_blocks
 from ..errors import StreamaeError
 from .alerts import AlertPolicy, Hysteresis, WindowScore
 from .scorer import DEFAULT_HOP_SECONDS, AnomalyModel
@@ -44,7 +44,7 @@ class Monitor:
         return Segment(self, sample_rate, channels, source)
 
     def feed_file(self, path: str | Path) -> None:
-        with open_input(path) as f:
+        with open_input(path) as f, naming(path):
             self.feed(read_blocks(f), f.samplerate, f.channels, str(path))
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 
 from .. import runtime
-from ..audio import open_input, read_blocks
+from ..audio import naming, open_input, read_blocks
 from ..errors import StreamaeError
 from .alerts import AlertPolicy, WindowScore, alert_level
 from .features import FeatureConfig, FeatureStream, WindowCutter
@@ -100,12 +100,12 @@ class AnomalyModel:
     def file_window_scores(
         self, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS
     ) -> list[WindowScore]:
-        with open_input(path) as f:
+        with open_input(path) as f, naming(path):
             return self._scores_of(f, hop_seconds)
 
     def score_file(self, path: str | Path, hop_seconds: float = DEFAULT_HOP_SECONDS,
                    policy: AlertPolicy = AlertPolicy()) -> FileScore:
-        with open_input(path) as f:
+        with open_input(path) as f, naming(path):
             windows, seconds = self._scores_of(f, hop_seconds), f.frames / f.samplerate
         if not windows:
             raise StreamaeError(f"shorter than the model's {self.features.window_seconds:.2f} s window", path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..anomaly.evaluate import evaluate, format_report
 from ..audio import audio_files
@@ -49,6 +50,8 @@ def _register_train(tasks) -> None:
         "--run-dir", default=None, help="checkpoints; resumed if present (default runs/anomaly-MODEL)"
     )
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing MODEL.onnx (without it, an existing model is refused)")
     p.add_argument("--minutes", type=float, default=4.0, help="training time budget, wall clock (default 4)")
     p.add_argument("--steps", type=int, default=0, help="step budget (0: time only)")
     p.add_argument("--batch", type=int, default=32)
@@ -65,7 +68,17 @@ def _register_train(tasks) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-seconds", type=float, default=5.0, help="a progress line every this many seconds")
     p.add_argument("--checkpoint-minutes", type=float, default=1.0)
-    p.set_defaults(run=lambda args: run_trainer("streamae.train.anomaly", args))
+    p.set_defaults(run=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Refuse to replace a model before anything slow starts; then say that it started (importing
+    torch and reading the recordings can take a while before the first progress line)."""
+    if Path(args.output).exists() and not args.overwrite:
+        raise StreamaeError("already exists; pass --overwrite to replace it (training resumes from the "
+                            "run folder's checkpoint if there is one; --fresh starts over)", args.output)
+    print(f"anomaly train: {args.output}: loading torch and reading the normal recordings...", flush=True)
+    return run_trainer("streamae.train.anomaly", args)
 
 
 def _register_score(tasks) -> None:

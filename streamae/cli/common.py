@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import warnings
 from functools import partial
 from typing import Callable
 
@@ -64,7 +65,11 @@ def alert_policy(args: argparse.Namespace) -> AlertPolicy:
 
 
 def run_trainer(module: str, options: argparse.Namespace) -> int:
-    """Import a trainer (torch, onnx) only when one is asked for, with the install hint if missing."""
+    """Import a trainer (torch, onnx) only when one is asked for, with the install hint if missing.
+    Warnings about torchvision (which the trainers never use) that torch's exporter may print
+    where it is installed are silenced."""
+    warnings.filterwarnings("ignore", module=r"torchvision(\.|$)")
+    warnings.filterwarnings("ignore", message=r"(?s).*torchvision")
     try:
         train = importlib.import_module(module).main
     except ImportError as e:

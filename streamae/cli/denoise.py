@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from ..audio import os_error, path_kind
 from ..denoise import Progress, denoise_file, plan_jobs, run_batch, summary
 from ..errors import StreamaeError
 from .common import add_denoiser_options, denoiser_factory
@@ -28,7 +29,8 @@ def register(commands) -> None:
     p.add_argument("--glob", default=None, metavar="PATTERN",
                    help="in folders, clean files whose name matches (default: known audio extensions)")
     p.add_argument(
-        "--jobs", type=int, default=os.cpu_count() or 1, help="files cleaned in parallel (default: cores)"
+        "--jobs", type=int, default=None,
+        help="files cleaned in parallel (default: cores; capped at the cores and the files)"
     )
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (also OUTPUT == INPUT); without it, done files are skipped")
@@ -40,14 +42,14 @@ def run(args: argparse.Namespace) -> int:
     if args.out_dir is None:
         if args.output is None or len(args.input) != 1:
             raise StreamaeError("give -o OUT for one input file, or --out-dir DIR for many")
-        if Path(args.input[0]).is_dir():
+        if path_kind(args.input[0]) == "folder":
             raise StreamaeError(
                 "is a folder: clean the files in it with --out-dir DIR, not -o", args.input[0]
             )
         return _one(args)
     if args.output is not None:
         raise StreamaeError("-o and --out-dir cannot be used together")
-    if args.jobs < 1:
+    if args.jobs is not None and args.jobs < 1:
         raise StreamaeError("--jobs must be at least 1")
     return _many(args)
 
@@ -59,20 +61,41 @@ def _one(args: argparse.Namespace) -> int:
     print(f"wrote {result.target} ({result.audio_seconds:.1f} s of audio in {result.elapsed_seconds:.2f} s, "
           f"{speed:.0f}x real time; model latency {denoiser.latency_samples} samples = "
           f"{1000 * denoiser.latency_samples / denoiser.sample_rate:.1f} ms at {denoiser.sample_rate} Hz)")
+    for warning in result.warnings:
+        print(f"streamae: warning: {result.source}: {warning}", file=sys.stderr)
     return 0
 
 
 def _many(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
+    if path_kind(out_dir) == "file":
         raise StreamaeError("is not a folder", out_dir)
     jobs = plan_jobs(args.input, out_dir, args.recursive, args.glob)
-    workers = min(args.jobs, len(jobs))
+    workers = _workers(args.jobs, len(jobs))
     # processes, not threads, share the cores
     make_denoiser = denoiser_factory(args, threads=1 if workers > 1 and not args.threads else None)
     make_denoiser()  # fail fast (bad model, --device cuda without CUDA) before any process starts
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise os_error(e, out_dir) from None
     print(f"denoise: {len(jobs)} files -> {out_dir} with {workers} process(es)", file=sys.stderr)
-    outcomes = run_batch(jobs, make_denoiser, workers, args.overwrite, Progress(len(jobs)))
+    progress = Progress(len(jobs))
+    try:
+        outcomes = run_batch(jobs, make_denoiser, workers, args.overwrite, progress)
+    except KeyboardInterrupt:
+        progress.interrupted()
+        raise
     print(summary(outcomes), file=sys.stderr)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _workers(jobs: int | None, files: int) -> int:
+    """--jobs (default: the cores), capped at the files and the cores (more processes only cost
+    memory and time), with a note when the user's number was capped."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = max(1, min(jobs or cores, files, cores))
+    if jobs is not None and workers < jobs:
+        why = f"{files} file(s)" if files <= cores else f"{cores} core(s)"
+        print(f"denoise: --jobs {jobs} capped at {workers}: {why}", file=sys.stderr)
+    return workers

@@ -22,6 +22,8 @@ def register(commands) -> None:
 
 
 def run_denoiser(args: argparse.Namespace) -> int:
+    if args.export and not args.export.endswith(".onnx"):  # --export NAME writes NAME.onnx, as its help says
+        args.export += ".onnx"
     try:
         from ..train.config import STOI_BANDS, DenoiserConfig
     except ImportError:  # the trainer's import says what to install

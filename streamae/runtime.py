@@ -13,7 +13,7 @@ from .errors import StreamaeError
 MODELS_ENV = "STREAMAE_MODELS"
 # The shipped denoisers by name: `live` keeps latency at 10 ms for calls and streaming, `quality`
 # takes 32 ms for the better score (files, where latency does not matter).
-DENOISERS = {"live": "denoiser-v2.onnx", "quality": "gtcrn-dns3.onnx"}
+DENOISERS = {"live": "denoiser-v2.onnx", "quality": "denoiser-v3-quality.onnx"}
 
 
 def models_dir() -> Path:

@@ -19,7 +19,9 @@
 # or models/denoiser-v1.pt as small.pt), with a new schedule; a resumed run ignores it. Smaller
 # weights are grown first, keeping their output (models/denoiser-v2.pt as spectral-gru-wide.pt: v2
 # with 256 units a layer; as spectral-gru-df.pt or spectral-gru-phase.pt: v2 with a deep filter or the
-# phase input).
+# phase input). gtcrn and gtcrn-live fine-tune GTCRN's published weights (INIT=DIR with
+# DIR/gtcrn.pt and DIR/gtcrn-live.pt copies of models/gtcrn-dns3.pt): at its own 32 ms frame, and on
+# v2's 10 ms frame (an asymmetric analysis window; it must relearn its temporal layers).
 set -u
 PACK=${1:-.pack}; OUT=${2:-runs/gpu}; MINUTES=${3:-8}
 extra=("${@:4}")
@@ -43,6 +45,8 @@ declare -A variant=(
   [spectral-gru-deep]="--analysis-window 512 --recurrent 3 --bottleneck 128 --hidden 256"
   [spectral-gru-df]="--analysis-window 512 --recurrent 2 --bottleneck 128 --hidden 128 --deep-filter 3"
   [spectral-gru-phase]="--analysis-window 512 --recurrent 2 --bottleneck 128 --hidden 128 --phase-input"
+  [gtcrn]="--clean-fraction 0.2 --sparsity 0.003 --lr 3e-4"
+  [gtcrn-live]="--window 160 --hop 80 --temporal-dilations 3 6 15 --clean-fraction 0.2 --sparsity 0.003 --lr 5e-4"
 )
 pids=()
 for name in ${RUNS:-small large medium}; do

@@ -34,14 +34,14 @@ def run(args: argparse.Namespace) -> int:
 def list_denoisers() -> int:
     """One line per shipped denoiser, from its card: the side-by-side benchmark where the card
     pins it, else its own dev-mix scores."""
-    print(f"{'name':8} {'file':20} {'latency':>9} {'CPU x DTLN':>10} {'PESQ-WB':>8} {'STOI':>6} "
+    print(f"{'name':8} {'file':24} {'latency':>9} {'CPU x DTLN':>10} {'PESQ-WB':>8} {'STOI':>6} "
           f"{'SI-SDR':>9}")
     for name, file in runtime.DENOISERS.items():
         card = json.loads((runtime.models_dir() / file).with_suffix(".json").read_text())
         bench = card.get("benchmark", {})
         scores = bench or card["dev"]["streamae"]
         ratio = f"{bench['stream_cpu_x_dtln']:.2f}" if "stream_cpu_x_dtln" in bench else "-"
-        print(f"{name:8} {file:20} {card['latency_ms']:6.1f} ms {ratio:>10} {scores['pesq_wb']:8.2f} "
+        print(f"{name:8} {file:24} {card['latency_ms']:6.1f} ms {ratio:>10} {scores['pesq_wb']:8.2f} "
               f"{scores['stoi']:6.3f} {scores['si_sdr']:6.1f} dB")
     print("scores on the dev mix (docs/BENCHMARKS.md); pick one with --model NAME, "
           "or Denoiser(NAME) in Python")

@@ -26,10 +26,20 @@ from ..errors import StreamaeError
 
 @dataclass(frozen=True)
 class WindowScore:
-    """One window's anomaly score: what the scorer makes and the alert rules read."""
+    """One window's anomaly score: what the scorer makes and the alert rules read.
+
+    `state` is "running" (scored), "silent" (the machine off) or "transition" (partly
+    silent: starting or stopping); the last two have no score (NaN) and never alert.
+    `level_db` is the window's level (dB re full-scale white noise, see features.frame_levels)."""
     start_s: float
     end_s: float
     score: float
+    state: str = "running"
+    level_db: float | None = None
+
+    @property
+    def scored(self) -> bool:
+        return self.state == "running"
 
 
 @dataclass(frozen=True)
@@ -67,10 +77,16 @@ def now_iso() -> str:
 
 
 class Hysteresis:
-    """Feed window scores in order; get anomaly_start / anomaly_end events (dicts) back."""
+    """Feed window scores in order; get anomaly_start / anomaly_end events (dicts) back.
 
-    def __init__(self, threshold: float, policy: AlertPolicy = AlertPolicy()):
-        self.threshold, self.policy = threshold, policy
+    Only scored (running) windows count: a silent or transition window empties the k-of-n
+    memory, so an alert needs k of n windows of the machine running without a break, and
+    ends an open alert (reason "machine silent"). `value` picks what is compared with the
+    threshold (the score; the level for level alerts) and `kind` names the events."""
+
+    def __init__(self, threshold: float, policy: AlertPolicy = AlertPolicy(), kind: str = "anomaly",
+                 value: Callable[[WindowScore], float] = lambda w: w.score):
+        self.threshold, self.policy, self.kind, self.value = threshold, policy, kind, value
         self._recent: deque[WindowScore] = deque(maxlen=policy.n)
         self._active: dict | None = None  # the open alert: onset, peak
         self._ended_at = -float("inf")
@@ -80,15 +96,18 @@ class Hysteresis:
         return self._active is not None
 
     def update(self, w: WindowScore) -> dict | None:
+        if not w.scored:
+            self._recent.clear()
+            return self._end(w, reason="machine silent") if self._active is not None else None
         self._recent.append(w)
-        above = [r for r in self._recent if r.score > self.threshold]
+        above = [r for r in self._recent if self.value(r) > self.threshold]
         if self._active is None:
             cooled = w.end_s - self._ended_at >= self.policy.cooldown_s
             if len(above) >= self.policy.k and cooled:
-                self._active = {"onset_s": above[0].start_s, "offset_s": w.end_s, "peak": w.score}
-                return self._event("anomaly_start", w, onset_s=round(above[0].start_s, 3))
+                self._active = {"onset_s": above[0].start_s, "offset_s": w.end_s, "peak": self.value(w)}
+                return self._event(f"{self.kind}_start", w, onset_s=round(above[0].start_s, 3))
             return None
-        self._active["peak"] = max(self._active["peak"], w.score)
+        self._active["peak"] = max(self._active["peak"], self.value(w))
         if len(self._recent) - len(above) >= self.policy.k:
             return self._end(w)
         return None
@@ -102,12 +121,18 @@ class Hysteresis:
     def _end(self, w: WindowScore, **extra) -> dict:
         started = self._active
         self._active, self._ended_at = None, w.end_s
-        return self._event("anomaly_end", w, duration_s=round(w.end_s - started["offset_s"], 3),
-                           peak_score=round(started["peak"], 6), **extra)
+        peak = "peak_score" if self.kind == "anomaly" else f"peak_{self.kind}_db"
+        return self._event(f"{self.kind}_end", w, duration_s=round(w.end_s - started["offset_s"], 3),
+                           **{peak: round(started["peak"], 6)}, **extra)
 
     def _event(self, kind: str, w: WindowScore, **extra) -> dict:
-        return {"event": kind, "time": now_iso(), "offset_s": round(w.end_s, 3), "score": round(w.score, 6),
-                "threshold": round(self.threshold, 6), **extra}
+        value = self.value(w)
+        event = {"event": kind, "time": now_iso(), "offset_s": round(w.end_s, 3),
+                 "score": None if np.isnan(w.score) else round(w.score, 6),
+                 "threshold": round(self.threshold, 6), **extra}
+        if self.kind != "anomaly":
+            event[f"{self.kind}_db"] = None if value is None or np.isnan(value) else round(value, 2)
+        return event
 
 
 class JsonLines:

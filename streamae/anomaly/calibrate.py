@@ -18,7 +18,8 @@ def calibrate(model: AnomalyModel, files: list[Path], percentile: float = DEFAUL
     A window percentile means about (100 - percentile) % of normal windows score above it,
     which the monitor's k-of-n hysteresis then turns into rare false alerts.
     """
-    scores = np.concatenate([[w.score for w in model.file_window_scores(f, hop_seconds)] for f in files])
+    scores = np.concatenate([[w.score for w in model.file_window_scores(f, hop_seconds) if w.scored]
+                             for f in files])
     if len(scores) == 0:
         raise StreamaeError("no held-out normal audio long enough to calibrate a threshold on")
     threshold = float(np.percentile(scores, percentile))

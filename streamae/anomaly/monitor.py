@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -16,21 +17,39 @@ import numpy as np
 
 from ..audio import find_audio, open_input, read_blocks
 from ..errors import StreamaeError
-from .alerts import AlertPolicy, Hysteresis, WindowScore
+from .alerts import AlertPolicy, Hysteresis, WindowScore, now_iso
 from .scorer import DEFAULT_HOP_SECONDS, AnomalyModel
 
 Sink = Callable[[dict], None]
 
 
 class Monitor:
+    """Window scores in, events out to every sink. Each event has a unique `id` (receivers
+    drop duplicates by it; an anomaly_end's `alert` is its anomaly_start's id). Events:
+    anomaly_start/anomaly_end; machine_silent/machine_running when the machine stops and
+    starts again (silent windows are a state, never an anomaly); and, only with
+    `level_alert_db`, level_start/level_end when the machine runs that many dB louder than
+    the model's normal training audio (its median frame level) on k of n windows."""
+
     def __init__(self, model: AnomalyModel, policy: AlertPolicy, sinks: list[Sink],
-                 score_log: Sink | None = None, hop_seconds: float = DEFAULT_HOP_SECONDS):
+                 score_log: Sink | None = None, hop_seconds: float = DEFAULT_HOP_SECONDS,
+                 level_alert_db: float | None = None):
         self.model, self.sinks, self.score_log, self.hop_seconds = model, sinks, score_log, hop_seconds
         self.hysteresis = Hysteresis(model.threshold, policy)
+        self.level = None
+        if level_alert_db is not None:
+            normal = model.features.normal_level_db
+            if normal is None:
+                raise StreamaeError("--level-alert needs a model whose card has the normal level "
+                                    "(features.normal_level_db; retrain it with this version)", model.path)
+            self.level = Hysteresis(normal + level_alert_db, policy, kind="level",
+                                    value=lambda w: w.level_db)
         self.history: list[WindowScore] = []
         self.events: list[dict] = []
         self.offset_s = 0.0  # where the next segment starts on the monitor's time line
         self._last_source = ""  # where the latest window came from: an alert closed at the end names it
+        self._state = "running"  # the machine's last reported state (silent or running)
+        self._open: dict[str, str] = {}  # kind -> the id of its open alert
 
     def feed(self, blocks: Iterable[np.ndarray], sample_rate: int, channels: int, source: str) -> None:
         """One segment (a file, or a live stream) of float32 [channels, n] blocks."""
@@ -50,13 +69,17 @@ class Monitor:
     def close(self) -> None:
         """End an open alert (so every start has its end)."""
         last = self.history[-1] if self.history else None
-        event = self.hysteresis.close(last)
-        if event is not None:
-            self._emit(event, self._last_source)
+        for rule in self._rules():
+            event = rule.close(last)
+            if event is not None:
+                self._emit(event, self._last_source)
+
+    def _rules(self) -> list[Hysteresis]:
+        return [self.hysteresis] + ([self.level] if self.level is not None else [])
 
     def _handle(self, scores: list[WindowScore], source: str, base_s: float) -> None:
         for w in scores:
-            w = WindowScore(w.start_s + base_s, w.end_s + base_s, w.score)
+            w = WindowScore(w.start_s + base_s, w.end_s + base_s, w.score, w.state, w.level_db)
             self.history.append(w)
             self._last_source = source
             if self.score_log is not None:
@@ -65,15 +88,28 @@ class Monitor:
                         "source": source,
                         "start_s": round(w.start_s, 3),
                         "offset_s": round(w.end_s, 3),
-                        "score": round(w.score, 6),
-                        "above": w.score > self.model.threshold,
+                        "state": w.state,
+                        "score": round(w.score, 6) if w.scored else None,
+                        "level_db": w.level_db,
+                        "above": bool(w.score > self.model.threshold),
                     }
                 )
-            event = self.hysteresis.update(w)
-            if event is not None:
-                self._emit(event, source)
+            for rule in self._rules():
+                event = rule.update(w)
+                if event is not None:
+                    self._emit(event, source)
+            if w.state in ("silent", "running") and w.state != self._state:
+                self._state = w.state
+                self._emit({"event": f"machine_{w.state}", "time": now_iso(), "offset_s": round(w.end_s, 3),
+                            "level_db": w.level_db}, source)
 
     def _emit(self, event: dict, source: str) -> None:
+        event["id"] = uuid.uuid4().hex
+        kind, _, edge = event["event"].partition("_")
+        if edge == "start":
+            self._open[kind] = event["id"]
+        elif edge == "end" and kind in self._open:
+            event["alert"] = self._open.pop(kind)
         if source:
             event["source"] = source
         self.events.append(event)

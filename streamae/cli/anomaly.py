@@ -59,6 +59,8 @@ def _register_train(tasks) -> None:
     p.add_argument("--code", type=int, default=12, help="code channels per 2 frames (64 bands in)")
     p.add_argument("--window-seconds", type=float, default=2.0, help="audio per score (default 2)")
     p.add_argument("--val-fraction", type=float, default=0.1)
+    p.add_argument("--norm", choices=["window", "frame"], default="window",
+                   help="remove level per window (default) or per frame (blind to the envelope too)")
     p.add_argument("--percentile", type=float, default=99.5,
                    help="threshold = this percentile of held-out normal window scores (default 99.5)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
@@ -104,9 +106,12 @@ def _score(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result.to_dict()), flush=True)
         else:
-            verdict = "ANOMALOUS" if result.anomalous else "normal"
+            verdict = "ANOMALOUS" if result.anomalous else "silent" if result.silent else "normal"
+            quiet = result.silent_windows + result.transition_windows
             print(f"{verdict:9s} score {result.score:8.4f} (threshold {result.threshold:.4f}; "
-                  f"{result.windows_above}/{result.windows} windows above)  {path}", flush=True)
+                  f"{result.windows_above}/{result.windows} windows above"
+                  f"{f'; {quiet} silent or starting/stopping, not scored' if quiet else ''})  {path}",
+                  flush=True)
     return 1 if failed else 0
 
 

@@ -31,6 +31,9 @@ def register(commands) -> None:
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="draw scores, threshold and alerts when done (matplotlib)")
     add_scoring_options(p, cooldown=True)
+    p.add_argument("--level-alert", type=float, default=None, metavar="DB",
+                   help="also alert (level_start/level_end) when the machine runs DB dB louder than its "
+                   "normal training audio on k of n windows (default: off; level is never an anomaly)")
     p.add_argument(
         "--existing", action="store_true", help="folder: also score the files already there, oldest first"
     )
@@ -56,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         if args.webhook:
             sinks.append(opened.enter_context(closing(Webhook(args.webhook))))
         score_log = opened.enter_context(closing(JsonLines(args.scores))) if args.scores else None
-        monitor = Monitor(model, alert_policy(args), sinks, score_log, args.hop)
+        monitor = Monitor(model, alert_policy(args), sinks, score_log, args.hop, args.level_alert)
         try:
             monitor_source(
                 monitor,

@@ -10,6 +10,7 @@ exported graph is calibrated through the runtime scorer before its threshold is 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -25,7 +26,16 @@ import torch
 from torch import nn
 
 from ..anomaly.calibrate import calibrate
-from ..anomaly.features import FeatureConfig, file_frames, window_at
+from ..anomaly.features import (
+    DEFAULT_STEP_DB,
+    SILENCE_BELOW_MEDIAN_DB,
+    FeatureConfig,
+    file_frames,
+    frame_levels,
+    level_steps,
+    running_starts,
+    window_at,
+)
 from ..anomaly.scorer import AnomalyModel
 from ..audio import audio_files
 from ..errors import StreamaeError
@@ -139,11 +149,15 @@ class SparseConvAE(nn.Module):
 
 
 class WindowSampler:
-    """Random normalised windows from a set of files' log-mel frames, each window equally likely."""
+    """Random normalised windows from a set of files' log-mel frames, each window where the
+    machine runs throughout (no frame below silence: what the runtime scores) equally likely."""
 
     def __init__(self, frames: list[np.ndarray], cfg: FeatureConfig, seed: int):
         self.frames, self.cfg = frames, cfg
-        counts = np.array([f.shape[1] - cfg.window_frames + 1 for f in frames])
+        self.starts = [running_starts(f, cfg) for f in frames]
+        counts = np.array([len(s) for s in self.starts])
+        if counts.sum() == 0:
+            raise StreamaeError("the normal audio has no window where the machine runs (all silence?)")
         self.p = counts / counts.sum()
         self.counts = counts
         self.rng = np.random.default_rng(seed)
@@ -151,7 +165,8 @@ class WindowSampler:
     def batch(self, size: int) -> np.ndarray:
         files = self.rng.choice(len(self.frames), size=size, p=self.p)
         return np.stack(
-            [window_at(self.frames[i], int(self.rng.integers(self.counts[i])), self.cfg) for i in files]
+            [window_at(self.frames[i], int(self.starts[i][self.rng.integers(self.counts[i])]), self.cfg)
+             for i in files]
         )
 
 
@@ -204,7 +219,8 @@ def main(args: argparse.Namespace) -> Path:
     resume = ckpt_path.exists() and not args.fresh
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
 
-    feats = FeatureConfig.from_dict(ckpt["features"]) if ckpt else _features_for(args.window_seconds)
+    norm = getattr(args, "norm", "window")
+    feats = FeatureConfig.from_dict(ckpt["features"]) if ckpt else _features_for(args.window_seconds, norm)
     train_files, val_files = split_files(
         audio_files(args.normal),
         audio_files(args.val_normal) if args.val_normal else None,
@@ -213,6 +229,8 @@ def main(args: argparse.Namespace) -> Path:
     )
     t0 = time.time()
     frames, train_files = load_frames(train_files, feats)
+    if ckpt is None:
+        feats = with_levels(feats, frames)
     hours = sum(f.shape[1] for f in frames) * feats.hop / feats.sample_rate / 3600
     print(
         f"data: {len(train_files)} normal files, {hours * 60:.1f} min (features in {time.time() - t0:.0f} "
@@ -268,12 +286,29 @@ def main(args: argparse.Namespace) -> Path:
     return export(net, feats, out, training, sparsity, val_files, args.percentile)
 
 
-def _features_for(window_seconds: float) -> FeatureConfig:
+def with_levels(feats: FeatureConfig, frames: list[np.ndarray]) -> FeatureConfig:
+    """The normal audio's median frame level (frames above the default silence floor), silence
+    SILENCE_BELOW_MEDIAN_DB under it (a machine turned 20 dB down still runs), and the gain-step
+    gate: 3 dB over the largest sustained level step (99.9th percentile) of the normal running
+    audio, at least DEFAULT_STEP_DB, so a machine whose level swings by itself is still scored."""
+    per_file = [frame_levels(f, feats) for f in frames]
+    levels = np.concatenate(per_file)
+    heard = levels[levels > feats.silence_db]
+    median = float(np.median(heard if len(heard) else levels))
+    silence = median - SILENCE_BELOW_MEDIAN_DB
+    steps = np.concatenate([level_steps(lv)[(lv[:-15] > silence)] for lv in per_file if len(lv) > 16]
+                           or [np.zeros(1)])
+    step = max(DEFAULT_STEP_DB, float(np.percentile(steps, 99.9)) + 3.0)
+    return dataclasses.replace(feats, normal_level_db=round(median, 2), silence_db=round(silence, 2),
+                               step_db=round(step, 2))
+
+
+def _features_for(window_seconds: float, norm: str = "window") -> FeatureConfig:
     """Default features with the window nearest `window_seconds`, rounded to an even frame count
     (the code halves the frames and the decoder doubles them back)."""
     base = FeatureConfig()
     frames = 1 + max(0, round(window_seconds * base.sample_rate) - base.n_fft) // base.hop
-    return FeatureConfig(window_frames=max(4, frames // 2 * 2))
+    return FeatureConfig(window_frames=max(4, frames // 2 * 2), norm=norm)
 
 
 def _set_band_stats(net: SparseConvAE, windows: np.ndarray) -> None:

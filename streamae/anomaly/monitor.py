@@ -11,13 +11,14 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 
-from ..audio import find_audio, open_input, read_blocks
+from ..audio import FILE_BLOCK_SECONDS, find_audio, open_input, read_blocks
 from ..errors import StreamaeError
 from .alerts import AlertPolicy, Hysteresis, WindowScore, now_iso
+from .follow import WavFollower, is_wav
 from .scorer import DEFAULT_HOP_SECONDS, AnomalyModel
 
 Sink = Callable[[dict], None]
@@ -135,59 +136,131 @@ class Segment:
         self.monitor.offset_s = self._base + self.samples / self.sample_rate
 
 
-def new_files(folder: Path, poll_s: float = 1.0, existing: bool = False, idle_exit_s: float | None = None,
-              should_stop: Callable[[], bool] = lambda: False) -> Iterator[Path]:
-    """Audio files that appear in `folder`, oldest first, each once it has stopped growing
-    (same size and mtime on two looks), so a recorder still writing it is not read half-done."""
+DEFAULT_SETTLE_S = 5.0  # a file that has not grown for this long is complete
+
+
+class _Followed:
+    """A WAV being followed as it grows: one monitor segment, fed as data arrives."""
+
+    def __init__(self, monitor: Monitor, path: Path):
+        self.path, self.reader, self.segment = path, WavFollower(path), None
+        self.monitor = monitor
+        self.grew_at = time.monotonic()
+
+    def poll(self) -> bool:
+        """Feed what arrived; True if anything did."""
+        block = self.reader.read_new()
+        if block.shape[1] == 0:
+            return False
+        if self.segment is None:
+            self.segment = self.monitor.segment(self.reader.samplerate, self.reader.channels, str(self.path))
+        step = max(1, int(FILE_BLOCK_SECONDS * self.reader.samplerate))
+        for i in range(0, block.shape[1], step):
+            self.segment.process(block[:, i:i + step])
+        self.grew_at = time.monotonic()
+        return True
+
+    def finish(self) -> None:
+        if self.segment is not None:
+            self.segment.flush()
+
+
+def watch_folder(monitor: Monitor, folder: Path, poll_s: float = 1.0, existing: bool = False,
+                 idle_exit_s: float | None = None, should_stop: Callable[[], bool] = lambda: False,
+                 settle_s: float = DEFAULT_SETTLE_S) -> None:
+    """Score the audio files that appear in `folder` (and, with `existing`, those already there),
+    oldest first, every window of every file exactly once, while they are still being written.
+
+    A WAV is followed as a stream: each look reads the frames written since the last one (a
+    header whose sizes are not final yet is read as far as its data goes), and the file is done
+    when it has not grown for `settle_s` or a newer file has appeared and it did not grow since
+    the last look. Other formats cannot be read half-written: they are read whole once their size
+    and mtime have not changed for `settle_s`. Files are taken one at a time, so the monitor's
+    time line runs on from file to file. Hidden files (a recorder's .x.wav.partial) are ignored.
+    """
     if not folder.is_dir():
         raise StreamaeError("no such folder", folder)
-    seen = set() if existing else set(find_audio(folder, recursive=False))
-    sizes: dict[Path, tuple[int, float]] = {}
-    last_new = time.monotonic()
+    done = set() if existing else set(find_audio(folder, recursive=False))
+    seen_at: dict[Path, tuple[tuple[int, float], float]] = {}  # path -> (size, mtime), since when
+    current: _Followed | None = None
+    last_activity = time.monotonic()
     while not should_stop():
-        ready = []
+        now = time.monotonic()
+        pending = []
         for path in find_audio(folder, recursive=False):
-            if path in seen:
+            if path in done or (current is not None and path == current.path):
                 continue
             try:
                 st = path.stat()
             except FileNotFoundError:
                 continue
-            now = (st.st_size, st.st_mtime)
-            if st.st_size > 0 and sizes.get(path) == now:
-                ready.append((st.st_mtime, path))
-            sizes[path] = now
-        for _, path in sorted(ready):
-            seen.add(path)
-            sizes.pop(path, None)
-            last_new = time.monotonic()
-            yield path
-        if idle_exit_s is not None and not sizes and time.monotonic() - last_new > idle_exit_s:
-            return
+            stamp = (st.st_size, st.st_mtime)
+            if seen_at.get(path, (None, 0.0))[0] != stamp:
+                seen_at[path] = (stamp, now)
+                last_activity = now
+            pending.append((st.st_mtime, path))
+        pending.sort()
+        if current is not None:
+            try:
+                grew = current.poll()
+            except (StreamaeError, OSError) as e:
+                print(f"streamae: skipping {e}", file=sys.stderr, flush=True)
+                grew, current.segment = False, None
+            if grew:
+                last_activity = now
+            elif pending or now - current.grew_at >= settle_s:
+                current.finish()
+                done.add(current.path)
+                current = None
+        while current is None and pending:
+            path = pending[0][1]
+            try:
+                if path.stat().st_size == 0:
+                    break  # created, nothing written yet
+            except FileNotFoundError:
+                pending.pop(0)
+                continue
+            if is_wav(path):
+                pending.pop(0)
+                current = _Followed(monitor, path)
+                seen_at.pop(path, None)
+                try:
+                    current.poll()
+                except (StreamaeError, OSError) as e:
+                    print(f"streamae: skipping {e}", file=sys.stderr, flush=True)
+                    done.add(path)
+                    current = None
+                continue
+            stamp, since = seen_at.get(path, (None, now))
+            if now - since < settle_s:
+                break  # the oldest file is not complete yet: wait for it, keep the order
+            pending.pop(0)
+            done.add(path)
+            seen_at.pop(path, None)
+            try:
+                monitor.feed_file(path)
+            except StreamaeError as e:  # one bad file must not stop the watch
+                print(f"streamae: skipping {e}", file=sys.stderr, flush=True)
+        if (idle_exit_s is not None and current is None and not pending
+                and time.monotonic() - last_activity > idle_exit_s):
+            break
         time.sleep(poll_s)
-
-
-def watch_folder(monitor: Monitor, folder: Path, poll_s: float, existing: bool, idle_exit_s: float | None,
-                 should_stop: Callable[[], bool] = lambda: False) -> None:
-    for path in new_files(folder, poll_s, existing, idle_exit_s, should_stop):
-        try:
-            monitor.feed_file(path)
-        except StreamaeError as e:  # one bad file must not stop the watch
-            print(f"streamae: skipping {e}", file=sys.stderr, flush=True)
+    if current is not None:
+        current.finish()
 
 
 def monitor_source(monitor: Monitor, source: str | Path, *, poll_s: float = 1.0, existing: bool = False,
                    idle_exit_s: float | None = None, input_device: str | int | None = None,
-                   duration_s: float | None = None) -> None:
+                   duration_s: float | None = None, settle_s: float = DEFAULT_SETTLE_S) -> None:
     """Feed `source` to `monitor` until it ends (or Ctrl-C), then close the monitor: 'mic' (the
-    input device, for `duration_s` or until Ctrl-C), a folder (new files as they appear; see
-    `new_files`) or one audio file."""
+    input device, for `duration_s` or until Ctrl-C), a folder (new files as they appear, followed
+    while they are written; see `watch_folder`) or one audio file."""
     try:
         if str(source) == "mic":
             from .mic import monitor_mic
             monitor_mic(monitor, input_device, duration_s)
         elif Path(source).is_dir():
-            watch_folder(monitor, Path(source), poll_s, existing, idle_exit_s)
+            watch_folder(monitor, Path(source), poll_s, existing, idle_exit_s, settle_s=settle_s)
         else:
             monitor.feed_file(source)
     except KeyboardInterrupt:

@@ -6,7 +6,7 @@ import sys
 from contextlib import ExitStack, closing
 
 from ..anomaly.alerts import JsonLines, Webhook
-from ..anomaly.monitor import Monitor, monitor_source
+from ..anomaly.monitor import DEFAULT_SETTLE_S, Monitor, monitor_source
 from .common import add_anomaly_model_options, add_scoring_options, alert_policy, load_anomaly_model
 
 
@@ -38,6 +38,9 @@ def register(commands) -> None:
         "--existing", action="store_true", help="folder: also score the files already there, oldest first"
     )
     p.add_argument("--poll", type=float, default=1.0, help="folder: seconds between looks for new files")
+    p.add_argument("--settle", type=float, default=DEFAULT_SETTLE_S, metavar="S",
+                   help="folder: a file that has not grown for S seconds is complete (default %(default)s; "
+                   "WAV files are scored while they grow, other formats once complete)")
     p.add_argument("--idle-exit", type=float, default=None, metavar="S",
                    help="folder: stop after S seconds without a new file (default: run until Ctrl-C)")
     p.add_argument("-i", "--input-device", default=None, help="mic: input device, index or name")
@@ -69,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
                 idle_exit_s=args.idle_exit,
                 input_device=args.input_device,
                 duration_s=args.duration,
+                settle_s=args.settle,
             )
         finally:
             opened.close()

@@ -73,10 +73,13 @@ def test_per_frame_features_ignore_gain_steps_inside_a_window_and_stay_finite():
     x = machine(2.0, 2)
     half = len(x) // 2
     stepped = np.r_[x[:half] * db(-20), x[half:] * db(20)].astype(np.float32)
-    a, b = normalise(logmel(x, CFG)[:, :122]), normalise(logmel(stepped, CFG)[:, :122])
-    assert np.abs(a - b)[:, :50].max() < 0.05 and np.abs(a - b)[:, 75:].max() < 0.05  # away from the step
-    mixed = normalise(logmel(np.r_[np.zeros(half, np.float32), x[half:]], CFG)[:, :122])
-    assert np.isfinite(mixed).all() and np.abs(mixed).max() < 100
+    for norm, near in (("frame", 4), ("smooth", 19)):  # frames that see the step: its own, or 0.5 s
+        a, b = normalise(logmel(x, CFG)[:, :122], norm), normalise(logmel(stepped, CFG)[:, :122], norm)
+        assert np.abs(a - b)[:, :61 - near].max() < 0.05 and np.abs(a - b)[:, 62 + near:].max() < 0.05
+        mixed = normalise(logmel(np.r_[np.zeros(half, np.float32), x[half:]], CFG)[:, :122], norm)
+        assert np.isfinite(mixed).all() and np.abs(mixed).max() < 100
+    ramped = normalise(logmel(ramp(x, 2.0, up=True), CFG)[:, :122], "smooth")  # a ramp: a slow level change
+    assert np.abs(ramped - normalise(logmel(x, CFG)[:, :122], "smooth"))[:, 30:].max() < 0.5
 
 
 def test_silence_then_machine_is_a_state_not_an_anomaly(model, tmp_path, capsys):
@@ -164,3 +167,20 @@ def test_the_demo_model_after_silence_and_after_a_gain_step(tmp_path, capsys):
                  "--model", str(DEMO), "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["anomalous"] for r in rows] == [False, False], rows
+
+
+def test_the_rate_calibration_matches_a_known_tail():
+    """Run levels with an exponential tail (scale 1 above 0): the threshold for one false alert a
+    day at 7200 runs an hour is where the tail leaves 1/24 of an hour's runs, plus the margin."""
+    from streamae.anomaly.calibrate import _for_rate
+
+    rng = np.random.default_rng(0)
+    levels = np.where(rng.random(200_000) < 0.1, rng.exponential(1.0, 200_000), -rng.random(200_000))
+    threshold, tail = _for_rate(levels, 0.5, 1 / 24, margin=0.0)
+    exact = np.log(0.1 * 7200 * 24)
+    assert tail["scale"] == pytest.approx(1.0, rel=0.05)
+    assert max(tail["threshold_for_target"], levels.max()) == pytest.approx(threshold)
+    assert tail["threshold_for_target"] == pytest.approx(exact, abs=0.2)
+    assert tail["expected_per_hour"] <= 1 / 24 * 1.01
+    with_margin, _ = _for_rate(levels, 0.5, 1 / 24, margin=1.0)
+    assert with_margin == pytest.approx(threshold + tail["scale"], rel=1e-6)

@@ -5,12 +5,14 @@ Training loads files through `file_frames` and cuts windows with `window_at` +
 `file_frames` is built on, so the features the model learned and the features it is
 scored on are computed by the same lines.
 
-Level is removed per window (`normalise` subtracts the window's mean log energy): a
-machine recorded closer, louder or with more gain gives the same features, so the monitor
-cannot lean on loudness. (`norm="frame"` subtracts each frame's own mean over the bands
-instead: blind to gain changes inside a window too, but also to the sound's envelope; on
-dcase2020-id00 it cost window AUC 1.000 -> 0.966, so it is an option, not the default.)
-A gain change inside a window is caught before scoring instead (see `window_state`).
+Level is removed frame by frame (`normalise`, norm="smooth": each frame's mean log energy
+over the bands, averaged over 0.5 s, is subtracted): a machine recorded closer, louder, with
+more gain, or ramping up or down inside a window gives the same features, so the monitor
+cannot lean on loudness, while clicks and knocks (shorter than 0.5 s) keep their envelope.
+Models from before 2026-12 subtract the window's mean ("window"; a card without `norm`);
+"frame" subtracts each frame's own mean (on dcase2020-id00 it cost window AUC 1.000 -> 0.966,
+where "smooth" kept 1.000). An abrupt gain step is a broadband click in any spectrum, so
+windows with one are not scored (see `window_state`).
 
 Silence is a state, not a sound: every frame has a level (`frame_levels`, dB relative to
 full-scale white noise), and a frame below the model's `silence_db` is the machine off (or
@@ -31,7 +33,7 @@ from ..errors import StreamaeError
 FLOOR_POWER = 1e-10  # -100 dB: digital silence stays finite
 DEFAULT_SILENCE_DB = -60.0  # models without a measured level: below this a frame is silence
 SILENCE_BELOW_MEDIAN_DB = 20.0  # trained models: silence is this far below normal's median frame level
-DEFAULT_STEP_DB = 6.0  # a sustained level change this large inside a window is a gain step, not a sound
+DEFAULT_STEP_DB = 6.0  # a sustained level change this large inside a window is a gain step or a ramp
 STEP_FRAMES = 8  # a step: the median level of 8 frames (0.13 s) against the next 8's
 RUNNING, TRANSITION, SILENT = "running", "transition", "silent"  # what a window is (see window_state)
 
@@ -45,20 +47,21 @@ class FeatureConfig:
     fmin: float = 50.0
     fmax: float = 7000.0  # not 8000: any resampler to 16 kHz rolls off the top band (-7 dB)
     window_frames: int = 122  # (2 s - n_fft) / hop + 1 at 16 kHz: what one score looks at
-    norm: str = "window"  # level removed per "window" (its mean), or per "frame" (train --norm frame)
+    norm: str = "smooth"  # level removed per frame, smoothed over 0.5 s (see normalise)
     silence_db: float = DEFAULT_SILENCE_DB  # frames below this level are silence (see frame_levels)
     normal_level_db: float | None = None  # median frame level of the normal training audio
     step_db: float = DEFAULT_STEP_DB  # a larger level step inside a window (gain change) is not scored
 
     def __post_init__(self):
-        if self.norm not in ("frame", "window"):
-            raise StreamaeError(f"unknown feature normalisation {self.norm!r} (frame or window)")
+        if self.norm not in ("frame", "window", "smooth"):
+            raise StreamaeError(f"unknown feature normalisation {self.norm!r} (window, frame or smooth)")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "FeatureConfig":
+        d = {"norm": "window", **d}  # a card without it is from before 2026-12: window normalisation
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
     @property
@@ -116,11 +119,25 @@ def logmel(audio: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
     return (10.0 * np.log10(mel + FLOOR_POWER)).astype(np.float32)
 
 
-def normalise(windows: np.ndarray, norm: str = "frame") -> np.ndarray:
-    """[..., bands, frames] -> the same minus each frame's mean over the bands ("frame"), or minus
-    the window's mean ("window", older models): level-invariant features."""
-    axes = (-2,) if norm == "frame" else (-2, -1)
-    return (windows - windows.mean(axis=axes, keepdims=True)).astype(np.float32)
+SMOOTH_FRAMES = 31  # norm="smooth": the level is followed over 0.5 s
+
+
+def normalise(windows: np.ndarray, norm: str = "window") -> np.ndarray:
+    """[..., bands, frames] -> level-invariant features: minus the window's mean ("window"), minus
+    each frame's mean over the bands ("frame"), or minus that mean averaged over SMOOTH_FRAMES
+    frames around each frame ("smooth": slow level changes, ramps and gain steps are removed,
+    the envelope of clicks and knocks is kept). Computed inside the window alone, edges held."""
+    w = np.asarray(windows, np.float32)
+    if norm == "window":
+        return (w - w.mean(axis=(-2, -1), keepdims=True)).astype(np.float32)
+    level = w.mean(axis=-2, keepdims=True)
+    if norm == "smooth":
+        half = SMOOTH_FRAMES // 2
+        pad = [(0, 0)] * (level.ndim - 1) + [(half, half)]
+        c = np.cumsum(np.pad(level.astype(np.float64), pad, mode="edge"), axis=-1)
+        c = np.concatenate([np.zeros_like(c[..., :1]), c], axis=-1)
+        level = ((c[..., SMOOTH_FRAMES:] - c[..., :-SMOOTH_FRAMES]) / SMOOTH_FRAMES).astype(np.float32)
+    return (w - level).astype(np.float32)
 
 
 def frame_levels(frames: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
@@ -139,16 +156,28 @@ def level_steps(levels: np.ndarray) -> np.ndarray:
     return np.abs(runs[..., STEP_FRAMES:] - runs[..., :-STEP_FRAMES])
 
 
+def level_change(levels: np.ndarray) -> float:
+    """How much a window's level changes, in dB: the larger of its biggest sustained step
+    (`level_steps`) and its trend (the median level of its last quarter against its first:
+    a start or stop ramp). Clicks, knocks and rattles move neither."""
+    levels = np.asarray(levels, np.float64)
+    q = max(1, len(levels) // 4)
+    trend = abs(float(np.median(levels[-q:]) - np.median(levels[:q])))
+    steps = level_steps(levels) if len(levels) > 2 * STEP_FRAMES else np.zeros(1)
+    return max(trend, float(steps.max()))
+
+
 def window_state(levels: np.ndarray, cfg: FeatureConfig) -> str:
     """A window's frame levels [frames] -> RUNNING (scored): every frame above `silence_db` and
-    no sustained level step over `step_db`; SILENT: half or more of the frames below silence
-    (the machine is off); TRANSITION: anything between: starting, stopping, a dropout, a gain
-    step. Neither of the last two is scored: their quiet frames are the room, not the machine,
-    and an abrupt gain change is a broadband click in any spectrum."""
+    no level change (step or ramp, see `level_change`) over `step_db`; SILENT: half or more of
+    the frames below silence (the machine is off); TRANSITION: anything between: starting,
+    stopping, a dropout, a gain step, a start or stop ramp. Neither of the last two is scored:
+    their quiet frames are the room, not the machine, an abrupt gain change is a broadband click
+    in any spectrum, and a fast ramp leaves a slope that even the smoothed level cannot follow."""
     quiet = int(np.count_nonzero(np.asarray(levels) <= cfg.silence_db))
     if 2 * quiet >= len(levels):
         return SILENT
-    if quiet or (len(levels) > 2 * STEP_FRAMES and level_steps(levels).max() > cfg.step_db):
+    if quiet or level_change(levels) > cfg.step_db:
         return TRANSITION
     return RUNNING
 

@@ -25,18 +25,19 @@ import onnx
 import torch
 from torch import nn
 
-from ..anomaly.calibrate import calibrate
+from ..anomaly.alerts import AlertPolicy
+from ..anomaly.calibrate import DEFAULT_FALSE_ALERTS_PER_HOUR, DEFAULT_MARGIN, calibrate
 from ..anomaly.features import (
     DEFAULT_STEP_DB,
     SILENCE_BELOW_MEDIAN_DB,
     FeatureConfig,
     file_frames,
     frame_levels,
-    level_steps,
+    level_change,
     running_starts,
     window_at,
 )
-from ..anomaly.scorer import AnomalyModel
+from ..anomaly.scorer import DEFAULT_HOP_SECONDS, AnomalyModel
 from ..audio import audio_files
 from ..errors import StreamaeError
 from .export import OPSET, _save
@@ -209,8 +210,13 @@ def main(args: argparse.Namespace) -> Path:
     if out.suffix != ".onnx":
         raise StreamaeError("the model path must end in .onnx", out)
     check_budget(args.minutes, args.steps)
-    if not 0 < args.percentile <= 100:
-        raise StreamaeError(f"--percentile must be in (0, 100], got {args.percentile}")
+    percentile = getattr(args, "percentile", None)
+    if percentile is not None and not 0 < percentile <= 100:
+        raise StreamaeError(f"--percentile must be in (0, 100], got {percentile}")
+    rate = getattr(args, "false_alerts_per_hour", DEFAULT_FALSE_ALERTS_PER_HOUR)
+    if not rate > 0:
+        raise StreamaeError(f"--false-alerts-per-hour must be > 0, got {rate}")
+    policy = AlertPolicy(getattr(args, "k", AlertPolicy.k), getattr(args, "n", AlertPolicy.n))
     if not out.parent.is_dir():
         raise StreamaeError("output folder does not exist", out.parent)
     run_dir = Path(args.run_dir or Path("runs") / f"anomaly-{out.stem}")
@@ -219,7 +225,7 @@ def main(args: argparse.Namespace) -> Path:
     resume = ckpt_path.exists() and not args.fresh
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
 
-    norm = getattr(args, "norm", "window")
+    norm = getattr(args, "norm", "smooth")
     feats = FeatureConfig.from_dict(ckpt["features"]) if ckpt else _features_for(args.window_seconds, norm)
     train_files, val_files = split_files(
         audio_files(args.normal),
@@ -283,27 +289,32 @@ def main(args: argparse.Namespace) -> Path:
         "seed": args.seed,
         "parameters": params,
     }
-    return export(net, feats, out, training, sparsity, val_files, args.percentile)
+    return export(net, feats, out, training, sparsity, val_files,
+                  dict(percentile=percentile, policy=policy, false_alerts_per_hour=rate,
+                       margin=getattr(args, "margin", DEFAULT_MARGIN),
+                       hop_seconds=getattr(args, "hop", DEFAULT_HOP_SECONDS)))
 
 
 def with_levels(feats: FeatureConfig, frames: list[np.ndarray]) -> FeatureConfig:
     """The normal audio's median frame level (frames above the default silence floor), silence
     SILENCE_BELOW_MEDIAN_DB under it (a machine turned 20 dB down still runs), and the gain-step
-    gate: 3 dB over the largest sustained level step (99.9th percentile) of the normal running
-    audio, at least DEFAULT_STEP_DB, so a machine whose level swings by itself is still scored."""
+    and ramp gate: 3 dB over the largest level change in a window (`level_change`, 99.9th
+    percentile) of the normal running audio, at least DEFAULT_STEP_DB, so a machine whose level
+    swings by itself is still scored."""
     per_file = [frame_levels(f, feats) for f in frames]
     levels = np.concatenate(per_file)
     heard = levels[levels > feats.silence_db]
     median = float(np.median(heard if len(heard) else levels))
     silence = median - SILENCE_BELOW_MEDIAN_DB
-    steps = np.concatenate([level_steps(lv)[(lv[:-15] > silence)] for lv in per_file if len(lv) > 16]
-                           or [np.zeros(1)])
-    step = max(DEFAULT_STEP_DB, float(np.percentile(steps, 99.9)) + 3.0)
+    w = feats.window_frames
+    changes = [level_change(lv[i:i + w]) for lv in per_file for i in range(0, len(lv) - w + 1, 8)
+               if lv[i:i + w].min() > silence]
+    step = max(DEFAULT_STEP_DB, float(np.percentile(changes, 99.9)) + 3.0 if changes else 0.0)
     return dataclasses.replace(feats, normal_level_db=round(median, 2), silence_db=round(silence, 2),
                                step_db=round(step, 2))
 
 
-def _features_for(window_seconds: float, norm: str = "window") -> FeatureConfig:
+def _features_for(window_seconds: float, norm: str = "smooth") -> FeatureConfig:
     """Default features with the window nearest `window_seconds`, rounded to an even frame count
     (the code halves the frames and the decoder doubles them back)."""
     base = FeatureConfig()
@@ -392,7 +403,7 @@ def code_sparsity(net: SparseConvAE, windows: torch.Tensor) -> dict:
 
 
 def export(net: SparseConvAE, feats: FeatureConfig, path: Path, training: dict, sparsity: dict,
-           val_files: list[Path], percentile: float) -> Path:
+           val_files: list[Path], calibration: dict) -> Path:
     """Export the graph, calibrate its threshold through the runtime scorer, store both, write the card."""
     net = net.eval()
     meta = {"streamae.kind": "anomaly", "streamae.features": json.dumps(feats.to_dict()),
@@ -410,7 +421,7 @@ def export(net: SparseConvAE, feats: FeatureConfig, path: Path, training: dict, 
                                  dynamic_shapes=({0: batch},), verbose=False)
     _save(prog, tmp, meta)
     try:
-        threshold, how = calibrate(AnomalyModel(tmp), val_files, percentile)
+        threshold, how = calibrate(AnomalyModel(tmp), val_files, **calibration)
         how["held_out"] = [str(f) for f in val_files]
         model = onnx.load(str(tmp))
         for key, value in {

@@ -33,7 +33,7 @@ from ..errors import StreamaeError
 FLOOR_POWER = 1e-10  # -100 dB: digital silence stays finite
 DEFAULT_SILENCE_DB = -60.0  # models without a measured level: below this a frame is silence
 SILENCE_BELOW_MEDIAN_DB = 20.0  # trained models: silence is this far below normal's median frame level
-DEFAULT_STEP_DB = 6.0  # a sustained level change this large inside a window is a gain step or a ramp
+DEFAULT_STEP_DB = 6.0  # a level change this large inside a window is a gain step or a ramp (at least)
 STEP_FRAMES = 8  # a step: the median level of 8 frames (0.13 s) against the next 8's
 RUNNING, TRANSITION, SILENT = "running", "transition", "silent"  # what a window is (see window_state)
 
@@ -50,7 +50,8 @@ class FeatureConfig:
     norm: str = "smooth"  # level removed per frame, smoothed over 0.5 s (see normalise)
     silence_db: float = DEFAULT_SILENCE_DB  # frames below this level are silence (see frame_levels)
     normal_level_db: float | None = None  # median frame level of the normal training audio
-    step_db: float = DEFAULT_STEP_DB  # a larger level step inside a window (gain change) is not scored
+    step_db: float = DEFAULT_STEP_DB  # a larger abrupt level step inside a window (gain change): not scored
+    ramp_db: float = DEFAULT_STEP_DB  # a larger level trend across a window (start/stop ramp): not scored
 
     def __post_init__(self):
         if self.norm not in ("frame", "window", "smooth"):
@@ -156,20 +157,20 @@ def level_steps(levels: np.ndarray) -> np.ndarray:
     return np.abs(runs[..., STEP_FRAMES:] - runs[..., :-STEP_FRAMES])
 
 
-def level_change(levels: np.ndarray) -> float:
-    """How much a window's level changes, in dB: the larger of its biggest sustained step
-    (`level_steps`) and its trend (the median level of its last quarter against its first:
-    a start or stop ramp). Clicks, knocks and rattles move neither."""
+def level_change(levels: np.ndarray) -> tuple[float, float]:
+    """How a window's level changes, in dB: (its biggest abrupt step, `level_steps`: a gain
+    change; its trend, the median level of its last quarter against its first: a start or stop
+    ramp). Clicks, knocks and rattles move neither."""
     levels = np.asarray(levels, np.float64)
     q = max(1, len(levels) // 4)
     trend = abs(float(np.median(levels[-q:]) - np.median(levels[:q])))
     steps = level_steps(levels) if len(levels) > 2 * STEP_FRAMES else np.zeros(1)
-    return max(trend, float(steps.max()))
+    return float(steps.max()), trend
 
 
 def window_state(levels: np.ndarray, cfg: FeatureConfig) -> str:
     """A window's frame levels [frames] -> RUNNING (scored): every frame above `silence_db` and
-    no level change (step or ramp, see `level_change`) over `step_db`; SILENT: half or more of
+    no gain step over `step_db` nor ramp over `ramp_db` (see `level_change`); SILENT: half or more of
     the frames below silence (the machine is off); TRANSITION: anything between: starting,
     stopping, a dropout, a gain step, a start or stop ramp. Neither of the last two is scored:
     their quiet frames are the room, not the machine, an abrupt gain change is a broadband click
@@ -177,7 +178,8 @@ def window_state(levels: np.ndarray, cfg: FeatureConfig) -> str:
     quiet = int(np.count_nonzero(np.asarray(levels) <= cfg.silence_db))
     if 2 * quiet >= len(levels):
         return SILENT
-    if quiet or level_change(levels) > cfg.step_db:
+    step, trend = level_change(levels)
+    if quiet or step > cfg.step_db or trend > cfg.ramp_db:
         return TRANSITION
     return RUNNING
 

@@ -298,20 +298,24 @@ def main(args: argparse.Namespace) -> Path:
 def with_levels(feats: FeatureConfig, frames: list[np.ndarray]) -> FeatureConfig:
     """The normal audio's median frame level (frames above the default silence floor), silence
     SILENCE_BELOW_MEDIAN_DB under it (a machine turned 20 dB down still runs), and the gain-step
-    and ramp gate: 3 dB over the largest level change in a window (`level_change`, 99.9th
-    percentile) of the normal running audio, at least DEFAULT_STEP_DB, so a machine whose level
-    swings by itself is still scored."""
+    and ramp gates: each 3 dB over the largest abrupt step / trend in a window (`level_change`,
+    99.9th percentile) of the normal running audio, at least DEFAULT_STEP_DB, so a machine whose
+    level swings by itself (a drone taking off) is still scored."""
     per_file = [frame_levels(f, feats) for f in frames]
     levels = np.concatenate(per_file)
     heard = levels[levels > feats.silence_db]
     median = float(np.median(heard if len(heard) else levels))
     silence = median - SILENCE_BELOW_MEDIAN_DB
     w = feats.window_frames
-    changes = [level_change(lv[i:i + w]) for lv in per_file for i in range(0, len(lv) - w + 1, 8)
-               if lv[i:i + w].min() > silence]
-    step = max(DEFAULT_STEP_DB, float(np.percentile(changes, 99.9)) + 3.0 if changes else 0.0)
+    changes = np.array([level_change(lv[i:i + w]) for lv in per_file for i in range(0, len(lv) - w + 1, 8)
+                        if lv[i:i + w].min() > silence]).reshape(-1, 2)
+
+    def gate(values: np.ndarray) -> float:
+        top = float(np.percentile(values, 99.9)) + 3.0 if len(values) else 0.0
+        return round(max(DEFAULT_STEP_DB, top), 2)
+
     return dataclasses.replace(feats, normal_level_db=round(median, 2), silence_db=round(silence, 2),
-                               step_db=round(step, 2))
+                               step_db=gate(changes[:, 0]), ramp_db=gate(changes[:, 1]))
 
 
 def _features_for(window_seconds: float, norm: str = "smooth") -> FeatureConfig:

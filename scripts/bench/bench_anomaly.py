@@ -307,7 +307,7 @@ def uav(data: Path, work: Path, steps: int, base_steps: int) -> dict:
     res["injected_difference"] = paired_bootstrap(paired["ours"], paired["dcase_baseline"])
     res["monitor"] = monitor_numbers(model, val_normal, val_anom)
     res["operator"] = operator_numbers(model, held, val_normal, val_anom)
-    print(f"operator: {json.dumps({k: v for k, v in res['operator'].items()})}", flush=True)
+    print(f"operator: {json.dumps(res['operator'], default=float)}", flush=True)
     return res
 
 
@@ -453,8 +453,10 @@ def operator_numbers(model: AnomalyModel, normal: list[Path], val_normal: list[P
         after = [s - 30.0 for s in starts if s >= 30.0]
         delays.append(after[0]) if after else None
         missed += not after
-    out["splices"] = {"count": min(8, len(val_anom)), "delay_s": delays, "missed": missed,
-                      "within_3_s": sum(d <= 3.0 for d in delays), "false_alerts_before_fault": false_alerts}
+    out["splices"] = {"count": min(8, len(val_anom)), "delay_s": [float(d) for d in delays],
+                      "missed": int(missed),
+                      "within_3_s": int(sum(d <= 3.0 for d in delays)),
+                      "false_alerts_before_fault": int(false_alerts)}
     return out
 
 
@@ -640,8 +642,8 @@ def operator_lines(o: dict, card: dict) -> list[str]:
         f"RMS: alerted within 3 s {sp['within_3_s']} of {sp['count']}, "
         + (f"median {np.median(delays):.1f} s, max {max(delays):.1f} s" if delays else "none alerted")
         + f"; missed {sp['missed']}; false alerts before the fault {sp['false_alerts_before_fault']}. "
-        "A few hours of normal audio cannot show one false alert a day; the expected rate above is "
-        "the calibration's extrapolation, the counts are what was seen.",
+        f"{(a['hours'] + d['hours']) * 60:.0f} minutes of normal audio cannot show one false alert a day: "
+        "the expected rate above is the calibration's extrapolation, the counts are what was seen.",
         "",
     ]
 

@@ -376,7 +376,7 @@ def monitor_numbers(model: AnomalyModel, val_normal: list[Path], val_anom: list[
         "splices": min(8, len(val_anom)),
         "delay_s": delays,
         "missed": missed,
-        "false_alerts_in_normal_part": false_alerts,
+        "false_alerts_in_normal_part": int(false_alerts),
     }
 
 
@@ -607,7 +607,7 @@ def report(res: dict, command: str, seconds: float) -> str:
         "(scaled to the "
         f"same RMS), default policy (3 of 4 windows, cooldown 30 s): delay from the splice to anomaly_start "
         + (f"median {np.median(delays):.1f} s, max {max(delays):.1f} s" if delays else "n/a")
-        + f"; missed {m['missed']}; false alerts in the normal part {m['false_alerts_in_normal_part']}.",
+        + f"; missed {m['missed']}; false alerts in the normal part {int(m['false_alerts_in_normal_part'])}.",
         "",
     ]
     if "operator" in u:

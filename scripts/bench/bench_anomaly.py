@@ -17,6 +17,9 @@ gives the same numbers on a busy machine as on an idle one.
 - dcase2020-id00 (MIMII): train on its normal clips minus 10 held out, score those against
   the anomalous clip.
 - Monitoring cost (CPU s per audio hour) and alert delay on normal+anomalous splices.
+- What an operator sees (issue 22): false alerts per hour on the held-out flights as recorded
+  and as a machine's day (silence, a -75 dBFS room, 1 s ramps, gain steps of -20..+20 dB),
+  against the rate the calibration expects; alert delay and false alerts on the splices.
 
 Needs the train extra (torch). No audio from the data folder is written into the repository.
 """

@@ -46,9 +46,16 @@ def test_the_fixture_model_is_what_its_recipe_makes(model, data):
 def test_export_reloads_with_calibrated_threshold_and_card(model, data):
     m = AnomalyModel(model)
     assert m.info["kind"] == "anomaly" and m.info["training"]["steps"] == 150
-    held_out = [s.score for f in sorted((data / "val").iterdir()) for s in m.file_window_scores(f)]
-    assert m.threshold == pytest.approx(np.percentile(held_out, 99.5), rel=1e-9)
-    assert m.info["calibration"]["percentile"] == 99.5 and len(m.info["calibration"]["held_out"]) == 3
+    from streamae.anomaly.alerts import AlertPolicy
+    from streamae.anomaly.calibrate import count_alerts, held_out_scores, run_levels
+
+    how = m.info["calibration"]
+    assert how["policy"] == {"k": 3, "n": 4, "cooldown_s": 30.0} and len(how["held_out"]) == 3
+    assert how["target_false_alerts_per_hour"] == pytest.approx(1 / 24)
+    assert how["expected_false_alerts_per_hour"] <= how["target_false_alerts_per_hour"]
+    streams = held_out_scores(m, sorted((data / "val").iterdir()), 0.5)  # as they are, and as a day has them
+    assert len(streams) == 6 and m.threshold > run_levels(streams[0], AlertPolicy()).max()
+    assert how["held_out_false_alerts"] == count_alerts(streams, m.threshold, AlertPolicy()) == 0
     card = json.loads(model.with_suffix(".json").read_text())
     assert card["threshold"] == m.threshold and 0.0 <= card["sparsity"]["zero_fraction"] <= 1.0
     assert card["sparsity"]["zero_fraction"] > 0.05  # the ReLU code with its L1 penalty is really sparse

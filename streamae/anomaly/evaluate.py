@@ -17,14 +17,15 @@ def evaluate(model: AnomalyModel, normal: list[str | Path], anomalous: list[str 
              policy: AlertPolicy = AlertPolicy()) -> dict:
     """File-level (score: the alert level, as `anomaly score` reports it) and window-level AUC,
     pAUC (FPR <= 0.1), TPR at 1 % FPR, and the confusion at the model's threshold."""
-    scored = {label: [(p, model.file_window_scores(p, hop_seconds)) for p in audio_files(paths)]
-              for label, paths in (("normal", normal), ("anomalous", anomalous))}
+    scored = {label: [(p, [w for w in model.file_window_scores(p, hop_seconds) if w.scored])
+                      for p in audio_files(paths)]
+              for label, paths in (("normal", normal), ("anomalous", anomalous))}  # silence is not judged
     too_short = [str(p) for v in scored.values() for p, ws in v if not ws]
     for label, v in scored.items():
         if not any(ws for _, ws in v):
             raise StreamaeError(
-                f"no {label} recording is at least one {model.features.window_seconds:.2f} s window "
-                f"long (too short: {', '.join(too_short)})"
+                f"no {label} recording has a {model.features.window_seconds:.2f} s window of the "
+                f"machine running (too short or silent: {', '.join(too_short)})"
             )
     files = {k: np.array([FileScore.of(p, ws, model.threshold, policy).score for p, ws in v if ws])
              for k, v in scored.items()}

@@ -15,7 +15,7 @@ from .. import runtime
 from ..audio import naming, open_input, read_blocks
 from ..errors import StreamaeError
 from .alerts import AlertPolicy, WindowScore, alert_level
-from .features import FeatureConfig, FeatureStream, WindowCutter
+from .features import RUNNING, FeatureConfig, FeatureStream, WindowCutter, window_state
 
 DEFAULT_HOP_SECONDS = 0.5  # a new score every half second
 BATCH = 256  # windows per onnxruntime call
@@ -28,7 +28,9 @@ class FileScore:
     """A recording's verdict. `score` is the alert level (see `alerts.alert_level`), so
     `anomalous` (score > threshold) is exactly whether the monitor would raise an alert on it,
     for recordings of at least k windows (3 s at the default 3 of 4); shorter ones are judged
-    on all their windows, where the monitor would stay silent."""
+    on all their windows, where the monitor would stay silent. Only windows where the machine
+    runs are scored: silent and transition windows are counted, never judged; a recording with
+    no running window at all is `silent` (score 0, not anomalous)."""
     file: str
     score: float
     threshold: float
@@ -38,29 +40,40 @@ class FileScore:
     windows: int
     windows_above: int
     seconds: float  # the recording's length (the last window may end before it)
+    silent_windows: int = 0  # the machine off: not scored
+    transition_windows: int = 0  # partly silent (starting, stopping): not scored
+
+    @property
+    def silent(self) -> bool:
+        return self.windows == 0
 
     @classmethod
     def of(cls, path: str | Path, windows: list[WindowScore], threshold: float, policy: AlertPolicy,
            seconds: float | None = None) -> "FileScore":
-        scores = np.array([w.score for w in windows])
-        level = alert_level(scores, policy)
+        scores = np.array([w.score for w in windows if w.state == RUNNING])
+        level = alert_level(scores, policy) if len(scores) else 0.0
+        states = [w.state for w in windows]
         return cls(
             str(path),
             level,
             threshold,
             level > threshold,
-            float(scores.mean()),
-            float(scores.max()),
+            float(scores.mean()) if len(scores) else 0.0,
+            float(scores.max()) if len(scores) else 0.0,
             len(scores),
             int((scores > threshold).sum()),
             windows[-1].end_s if seconds is None else seconds,
+            states.count("silent"),
+            states.count("transition"),
         )
 
     def to_dict(self) -> dict:
         return {"file": self.file, "score": round(self.score, 6), "threshold": round(self.threshold, 6),
-                "anomalous": self.anomalous, "mean_window_score": round(self.mean_window_score, 6),
+                "anomalous": self.anomalous, "silent": self.silent,
+                "mean_window_score": round(self.mean_window_score, 6),
                 "max_window_score": round(self.max_window_score, 6), "windows": self.windows,
-                "windows_above": self.windows_above, "seconds": round(self.seconds, 3)}
+                "windows_above": self.windows_above, "silent_windows": self.silent_windows,
+                "transition_windows": self.transition_windows, "seconds": round(self.seconds, 3)}
 
 
 class AnomalyModel:
@@ -141,8 +154,16 @@ class ScoreStream:
         return self._scored(self._features.flush())
 
     def _scored(self, frames: np.ndarray) -> list[WindowScore]:
-        windows, starts = self._cutter.process(frames)
-        scores = self.model.score_windows(windows)
+        """Score the running windows; silent and transition ones get a state and no score (NaN)."""
+        windows, starts, levels = self._cutter.process(frames)
         cfg = self.cfg
+        states = [window_state(lv, cfg) for lv in levels]
+        running = np.array([st == RUNNING for st in states], bool)
+        scores = np.full(len(starts), np.nan)
+        if running.any():
+            scores[running] = self.model.score_windows(windows[running])
+        window_db = 10.0 * np.log10(np.mean(10.0 ** (levels.astype(np.float64) / 10.0), axis=1)) \
+            if len(levels) else np.zeros(0)
         return [WindowScore(s * cfg.hop / cfg.sample_rate, ((s + cfg.window_frames - 1) * cfg.hop + cfg.n_fft)
-                            / cfg.sample_rate, float(v)) for s, v in zip(starts, scores)]
+                            / cfg.sample_rate, float(v), st, round(float(db), 2))
+                for s, v, st, db in zip(starts, scores, states, window_db)]

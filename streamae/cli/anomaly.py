@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..anomaly.calibrate import DEFAULT_FALSE_ALERTS_PER_HOUR, DEFAULT_MARGIN
 from ..anomaly.evaluate import evaluate, format_report
 from ..audio import audio_files
 from ..errors import StreamaeError
@@ -62,8 +63,19 @@ def _register_train(tasks) -> None:
     p.add_argument("--code", type=int, default=12, help="code channels per 2 frames (64 bands in)")
     p.add_argument("--window-seconds", type=float, default=2.0, help="audio per score (default 2)")
     p.add_argument("--val-fraction", type=float, default=0.1)
-    p.add_argument("--percentile", type=float, default=99.5,
-                   help="threshold = this percentile of held-out normal window scores (default 99.5)")
+    p.add_argument("--norm", choices=["smooth", "window", "frame"], default="smooth",
+                   help="remove level per frame, averaged over 0.5 s (default: ramps and gain changes go, "
+                   "clicks stay), per window (as before 2026-12), or per frame")
+    p.add_argument("--false-alerts-per-hour", type=float, default=DEFAULT_FALSE_ALERTS_PER_HOUR, metavar="R",
+                   help="calibrate the k-of-n alert rule on the held-out normal audio for at most R false "
+                   "alerts per hour (default 1/24: one a day)")
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                   help="threshold margin over the calibration, in tail scales; each divides the expected "
+                   "false-alert rate by e (default %(default)s)")
+    add_scoring_options(p)  # the rule the threshold is calibrated for
+    p.add_argument("--percentile", type=float, default=None,
+                   help="instead: threshold = this percentile of held-out normal window scores "
+                   "(the old method)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-seconds", type=float, default=5.0, help="a progress line every this many seconds")
@@ -117,9 +129,12 @@ def _score(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(result.to_dict()), flush=True)
         else:
-            verdict = "ANOMALOUS" if result.anomalous else "normal"
+            verdict = "ANOMALOUS" if result.anomalous else "silent" if result.silent else "normal"
+            quiet = result.silent_windows + result.transition_windows
             print(f"{verdict:9s} score {result.score:8.4f} (threshold {result.threshold:.4f}; "
-                  f"{result.windows_above}/{result.windows} windows above)  {path}", flush=True)
+                  f"{result.windows_above}/{result.windows} windows above"
+                  f"{f'; {quiet} silent or starting/stopping, not scored' if quiet else ''})  {path}",
+                  flush=True)
     return 1 if failed else 0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import warnings
 from functools import partial
@@ -35,6 +36,9 @@ def denoiser_factory(args: argparse.Namespace, threads: int | None = None) -> Ca
 def add_anomaly_model_options(p: argparse.ArgumentParser, threads: int | None = None) -> None:
     p.add_argument("--model", required=True, help="anomaly model .onnx")
     p.add_argument("--threshold", type=float, default=None, help="override the model's calibrated threshold")
+    p.add_argument("--silence-db", type=float, default=None, metavar="DB",
+                   help="frames below this level (dB re full-scale noise) are the machine off, never "
+                   "scored (default: the model's, 20 dB under its normal training audio's median level)")
     if threads is not None:
         p.add_argument(
             "--threads", type=int, default=threads, help="onnxruntime threads (default %(default)s)"
@@ -45,6 +49,8 @@ def load_anomaly_model(args: argparse.Namespace) -> AnomalyModel:
     model = AnomalyModel(args.model, threads=getattr(args, "threads", 1))
     if args.threshold is not None:
         model.threshold = args.threshold
+    if getattr(args, "silence_db", None) is not None:
+        model.features = dataclasses.replace(model.features, silence_db=args.silence_db)
     return model
 
 

@@ -10,6 +10,7 @@ exported graph is calibrated through the runtime scorer before its threshold is 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -24,9 +25,19 @@ import onnx
 import torch
 from torch import nn
 
-from ..anomaly.calibrate import calibrate
-from ..anomaly.features import FeatureConfig, file_frames, window_at
-from ..anomaly.scorer import AnomalyModel
+from ..anomaly.alerts import AlertPolicy
+from ..anomaly.calibrate import DEFAULT_FALSE_ALERTS_PER_HOUR, DEFAULT_MARGIN, calibrate
+from ..anomaly.features import (
+    DEFAULT_STEP_DB,
+    SILENCE_BELOW_MEDIAN_DB,
+    FeatureConfig,
+    file_frames,
+    frame_levels,
+    level_change,
+    running_starts,
+    window_at,
+)
+from ..anomaly.scorer import DEFAULT_HOP_SECONDS, AnomalyModel
 from ..audio import audio_files
 from ..errors import StreamaeError
 from .export import OPSET, _save
@@ -139,11 +150,15 @@ class SparseConvAE(nn.Module):
 
 
 class WindowSampler:
-    """Random normalised windows from a set of files' log-mel frames, each window equally likely."""
+    """Random normalised windows from a set of files' log-mel frames, each window where the
+    machine runs throughout (no frame below silence: what the runtime scores) equally likely."""
 
     def __init__(self, frames: list[np.ndarray], cfg: FeatureConfig, seed: int):
         self.frames, self.cfg = frames, cfg
-        counts = np.array([f.shape[1] - cfg.window_frames + 1 for f in frames])
+        self.starts = [running_starts(f, cfg) for f in frames]
+        counts = np.array([len(s) for s in self.starts])
+        if counts.sum() == 0:
+            raise StreamaeError("the normal audio has no window where the machine runs (all silence?)")
         self.p = counts / counts.sum()
         self.counts = counts
         self.rng = np.random.default_rng(seed)
@@ -151,7 +166,8 @@ class WindowSampler:
     def batch(self, size: int) -> np.ndarray:
         files = self.rng.choice(len(self.frames), size=size, p=self.p)
         return np.stack(
-            [window_at(self.frames[i], int(self.rng.integers(self.counts[i])), self.cfg) for i in files]
+            [window_at(self.frames[i], int(self.starts[i][self.rng.integers(self.counts[i])]), self.cfg)
+             for i in files]
         )
 
 
@@ -194,8 +210,13 @@ def main(args: argparse.Namespace) -> Path:
     if out.suffix != ".onnx":
         raise StreamaeError("the model path must end in .onnx", out)
     check_budget(args.minutes, args.steps)
-    if not 0 < args.percentile <= 100:
-        raise StreamaeError(f"--percentile must be in (0, 100], got {args.percentile}")
+    percentile = getattr(args, "percentile", None)
+    if percentile is not None and not 0 < percentile <= 100:
+        raise StreamaeError(f"--percentile must be in (0, 100], got {percentile}")
+    rate = getattr(args, "false_alerts_per_hour", DEFAULT_FALSE_ALERTS_PER_HOUR)
+    if not rate > 0:
+        raise StreamaeError(f"--false-alerts-per-hour must be > 0, got {rate}")
+    policy = AlertPolicy(getattr(args, "k", AlertPolicy.k), getattr(args, "n", AlertPolicy.n))
     if not out.parent.is_dir():
         raise StreamaeError("output folder does not exist", out.parent)
     run_dir = Path(args.run_dir or Path("runs") / f"anomaly-{out.stem}")
@@ -204,7 +225,8 @@ def main(args: argparse.Namespace) -> Path:
     resume = ckpt_path.exists() and not args.fresh
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False) if resume else None
 
-    feats = FeatureConfig.from_dict(ckpt["features"]) if ckpt else _features_for(args.window_seconds)
+    norm = getattr(args, "norm", "smooth")
+    feats = FeatureConfig.from_dict(ckpt["features"]) if ckpt else _features_for(args.window_seconds, norm)
     train_files, val_files = split_files(
         audio_files(args.normal),
         audio_files(args.val_normal) if args.val_normal else None,
@@ -213,6 +235,8 @@ def main(args: argparse.Namespace) -> Path:
     )
     t0 = time.time()
     frames, train_files = load_frames(train_files, feats)
+    if ckpt is None:
+        feats = with_levels(feats, frames)
     hours = sum(f.shape[1] for f in frames) * feats.hop / feats.sample_rate / 3600
     print(
         f"data: {len(train_files)} normal files, {hours * 60:.1f} min (features in {time.time() - t0:.0f} "
@@ -265,15 +289,41 @@ def main(args: argparse.Namespace) -> Path:
         "seed": args.seed,
         "parameters": params,
     }
-    return export(net, feats, out, training, sparsity, val_files, args.percentile)
+    return export(net, feats, out, training, sparsity, val_files,
+                  dict(percentile=percentile, policy=policy, false_alerts_per_hour=rate,
+                       margin=getattr(args, "margin", DEFAULT_MARGIN),
+                       hop_seconds=getattr(args, "hop", DEFAULT_HOP_SECONDS)))
 
 
-def _features_for(window_seconds: float) -> FeatureConfig:
+def with_levels(feats: FeatureConfig, frames: list[np.ndarray]) -> FeatureConfig:
+    """The normal audio's median frame level (frames above the default silence floor), silence
+    SILENCE_BELOW_MEDIAN_DB under it (a machine turned 20 dB down still runs), and the gain-step
+    and ramp gates: each 3 dB over the largest abrupt step / trend in a window (`level_change`,
+    99.9th percentile) of the normal running audio, at least DEFAULT_STEP_DB, so a machine whose
+    level swings by itself (a drone taking off) is still scored."""
+    per_file = [frame_levels(f, feats) for f in frames]
+    levels = np.concatenate(per_file)
+    heard = levels[levels > feats.silence_db]
+    median = float(np.median(heard if len(heard) else levels))
+    silence = median - SILENCE_BELOW_MEDIAN_DB
+    w = feats.window_frames
+    changes = np.array([level_change(lv[i:i + w]) for lv in per_file for i in range(0, len(lv) - w + 1, 8)
+                        if lv[i:i + w].min() > silence]).reshape(-1, 2)
+
+    def gate(values: np.ndarray) -> float:
+        top = float(np.percentile(values, 99.9)) + 3.0 if len(values) else 0.0
+        return round(max(DEFAULT_STEP_DB, top), 2)
+
+    return dataclasses.replace(feats, normal_level_db=round(median, 2), silence_db=round(silence, 2),
+                               step_db=gate(changes[:, 0]), ramp_db=gate(changes[:, 1]))
+
+
+def _features_for(window_seconds: float, norm: str = "smooth") -> FeatureConfig:
     """Default features with the window nearest `window_seconds`, rounded to an even frame count
     (the code halves the frames and the decoder doubles them back)."""
     base = FeatureConfig()
     frames = 1 + max(0, round(window_seconds * base.sample_rate) - base.n_fft) // base.hop
-    return FeatureConfig(window_frames=max(4, frames // 2 * 2))
+    return FeatureConfig(window_frames=max(4, frames // 2 * 2), norm=norm)
 
 
 def _set_band_stats(net: SparseConvAE, windows: np.ndarray) -> None:
@@ -357,7 +407,7 @@ def code_sparsity(net: SparseConvAE, windows: torch.Tensor) -> dict:
 
 
 def export(net: SparseConvAE, feats: FeatureConfig, path: Path, training: dict, sparsity: dict,
-           val_files: list[Path], percentile: float) -> Path:
+           val_files: list[Path], calibration: dict) -> Path:
     """Export the graph, calibrate its threshold through the runtime scorer, store both, write the card."""
     net = net.eval()
     meta = {"streamae.kind": "anomaly", "streamae.features": json.dumps(feats.to_dict()),
@@ -375,7 +425,7 @@ def export(net: SparseConvAE, feats: FeatureConfig, path: Path, training: dict, 
                                  dynamic_shapes=({0: batch},), verbose=False)
     _save(prog, tmp, meta)
     try:
-        threshold, how = calibrate(AnomalyModel(tmp), val_files, percentile)
+        threshold, how = calibrate(AnomalyModel(tmp), val_files, **calibration)
         how["held_out"] = [str(f) for f in val_files]
         model = onnx.load(str(tmp))
         for key, value in {

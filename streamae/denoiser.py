@@ -186,7 +186,7 @@ class _ModelCore:
             x = np.concatenate([self.pending, x], axis=-1)
         hop = self.d.hop
         usable = x.shape[-1] // hop * hop
-        self.pending = x[:, usable:]
+        self.pending = x[:, usable:].copy()  # a copy: the caller may reuse its buffer (the live worker does)
         block = MAX_BLOCK_FRAMES * hop
         outs = []
         for start in range(0, usable, block):

@@ -197,3 +197,21 @@ def test_resampled_latency_is_as_promised_and_no_more(shipped_model, rate):
         s.process(v[None])
         spare.append(s._fifo.shape[-1])  # output ready beyond what has been returned
     assert min(spare) == 0
+
+
+@pytest.mark.parametrize("rate,chunk", [(16000, 48), (16000, 250), (44100, 441)])
+def test_a_stream_keeps_nothing_of_the_callers_buffer(tiny_model, rate, chunk):
+    """The live worker hands the stream one scratch buffer, refilled for every block: what the
+    stream keeps between calls (input short of a whole hop) must be a copy, or the next block
+    overwrites it. Chunks that are not whole hops leave such input behind."""
+    d = Denoiser(tiny_model)
+    x = (speechlike(1.0, rate, seed=9) + noise(1.0, rate, seed=10)).astype(np.float32)
+    s, scratch, outs = d.stream(rate), np.empty(chunk, np.float32), []
+    for i in range(0, len(x) - chunk + 1, chunk):
+        scratch[:] = x[i:i + chunk]
+        outs.append(s.process(scratch))
+        scratch[:] = np.nan  # the caller's next use of its buffer
+    y = np.concatenate(outs)
+    n, lag = len(y), s.latency_samples
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y[lag:], d.process(x[:n], rate)[: n - lag], atol=1e-5)

@@ -19,7 +19,7 @@ import os
 import socket
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from .audio import remove_stale_partials_in
 from .denoise import Job, Outcome, _clean_one, _init_worker, split_done
@@ -85,18 +85,73 @@ def cluster_workers(ray, gpu: bool = False) -> int:
 
 
 class _Worker:
-    """One Ray actor: a model loaded once, then files one at a time."""
+    """One Ray actor: a model (or any state) made once, then items one at a time."""
 
-    def __init__(self, make_denoiser: Callable[[], Denoiser]):
+    def __init__(self, make: Callable[[], object], init: Callable, work: Callable):
+        self.work = work
         try:
-            _init_worker(make_denoiser)
-        except Exception as e:  # every job then fails with the reason, as in the local pool
+            self.state = init(make)
+        except Exception as e:  # every item then fails with the reason, as in the local pool
             self.failure = str(e) if isinstance(e, StreamaeError) else f"{type(e).__name__}: {e}"
         else:
             self.failure = None
 
-    def clean(self, job: Job) -> Outcome:
-        return Outcome(job, "failed", self.failure) if self.failure else _clean_one(job)
+    def run(self, item):
+        if self.failure:
+            raise WorkerFailed(self.failure)
+        return self.work(self.state, item)
+
+
+class WorkerFailed(Exception):
+    """A worker could not build its model: the reason, for every item it was given."""
+
+
+def map_on_ray(ray, items: list, make: Callable[[], object], init: Callable, work: Callable,
+               workers: int, gpu: bool = False) -> Iterator[tuple[int, object]]:
+    """(index, work(state, item)) for each item as it finishes, on `workers` actors that each run
+    state = init(make) once; a result is an Exception where the worker failed to start or died
+    more often than Ray retries. At most QUEUED_PER_WORKER items wait on each worker, so a long
+    list streams. The actors are killed at the end, and on Ctrl-C (which propagates)."""
+    if not items:
+        return
+    remote = ray.remote(_Worker).options(
+        num_cpus=1, num_gpus=1 if gpu else 0, max_restarts=-1, max_task_retries=TASK_RETRIES,
+    )
+    actors = [remote.remote(make, init, work) for _ in range(min(workers, len(items)))]
+    pending: dict = {}  # object ref -> (index into items, actor)
+    queued = {i: 0 for i in range(len(actors))}
+    following = 0
+    try:
+        while following < len(items) or pending:
+            for a in sorted(queued, key=queued.get):  # fill the least-queued workers first
+                while following < len(items) and queued[a] < QUEUED_PER_WORKER:
+                    pending[actors[a].run.remote(items[following])] = (following, a)
+                    queued[a] += 1
+                    following += 1
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i, a = pending.pop(ready[0])
+            queued[a] -= 1
+            try:
+                result = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as e:  # raised by the work itself
+                cause = getattr(e, "cause", None) or e
+                result = WorkerFailed(f"{type(cause).__name__}: {cause}")
+            except ray.exceptions.RayError as e:  # the worker died more often than Ray retries
+                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                result = WorkerFailed(f"the Ray worker died ({reason})")
+            yield i, result
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
+def keep(make: Callable[[], object]) -> object:
+    """The usual `init` for map_on_ray: the worker's state is what `make()` builds."""
+    return make()
+
+
+def _clean_on_worker(state, job: Job) -> Outcome:
+    return _clean_one(job)
 
 
 def run_batch_ray(ray, jobs: list[Job], make_denoiser: Callable[[], Denoiser], workers: int,
@@ -109,39 +164,15 @@ def run_batch_ray(ray, jobs: list[Job], make_denoiser: Callable[[], Denoiser], w
     report = progress or (lambda outcome: None)
     for o in outcomes:
         report(o)
-    if not todo:
-        return outcomes
-    remote = ray.remote(_Worker).options(
-        num_cpus=1, num_gpus=1 if gpu else 0, max_restarts=-1, max_task_retries=TASK_RETRIES,
-    )
-    actors = [remote.remote(make_denoiser) for _ in range(min(workers, len(todo)))]
     absolute = [Job(Path(os.path.abspath(j.source)), Path(os.path.abspath(j.target))) for j in todo]
-    pending: dict = {}  # object ref -> (index into todo, actor)
-    queued = {i: 0 for i in range(len(actors))}
-    next_job = 0
-    try:
-        while next_job < len(todo) or pending:
-            for a in sorted(queued, key=queued.get):  # fill the least-queued workers first
-                while next_job < len(todo) and queued[a] < QUEUED_PER_WORKER:
-                    pending[actors[a].clean.remote(absolute[next_job])] = (next_job, a)
-                    queued[a] += 1
-                    next_job += 1
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            i, a = pending.pop(ready[0])
-            queued[a] -= 1
-            try:
-                outcome = replace(ray.get(ready[0]), job=todo[i])
-            except ray.exceptions.RayError as e:  # the worker died more often than Ray retries
-                reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                outcome = Outcome(todo[i], "failed", f"the Ray worker died ({reason})")
-            outcomes.append(outcome)
-            report(outcome)
-    except BaseException:
-        for actor in actors:
-            ray.kill(actor)
-        raise
-    for actor in actors:
-        ray.kill(actor)
+    for i, result in map_on_ray(ray, absolute, make_denoiser, _init_worker, _clean_on_worker, workers, gpu):
+        if isinstance(result, Outcome):
+            outcome = replace(result, job=todo[i])
+        else:
+            reason = str(result) if isinstance(result, WorkerFailed) else f"{type(result).__name__}: {result}"
+            outcome = Outcome(todo[i], "failed", reason)
+        outcomes.append(outcome)
+        report(outcome)
     # a worker killed mid-file left its temporary file; its output was retried elsewhere
     for folder in {job.target.parent for job in todo}:
         remove_stale_partials_in(folder)

@@ -9,6 +9,7 @@ Skipped where ray (the cluster extra) is not installed or `unshare -n` is not pe
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -145,3 +146,29 @@ def test_ray_cannot_be_reached_is_one_line(tiny_model, tree, tmp_path):
     assert "streamae: error: cannot reach the Ray cluster at 127.0.0.1:1" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_anomaly_score_on_ray_gives_the_local_scores_in_order(tiny_anomaly_model, tmp_path):
+    src = tmp_path / "in"
+    write(src / "a.wav", 4.0, 16000)
+    write(src / "m" / "b.flac", 3.5, 44100, channels=2, seed=1)
+    write(src / "m" / "c.wav", 5.0, 48000, seed=2)
+    write(src / "m" / "d.wav", 0.2, 8000, seed=3)  # shorter than a window: one error line, exit 1
+    write(src / "e.wav", 4.5, 22050, channels=3, seed=4)
+    cmd = [sys.executable, "-m", "streamae", "anomaly", "score", str(src / "a.wav"), str(src / "m"),
+           str(src / "e.wav"), "--model", str(tiny_anomaly_model), "--json"]
+    local = run(cmd)
+    on_ray = run(in_namespace([*cmd, "--ray", "--jobs", "2"]))
+    assert local.returncode == on_ray.returncode == 1, (local.stderr, on_ray.stderr)
+    rows = [json.loads(line) for line in local.stdout.splitlines()]
+    ray_rows = [json.loads(line) for line in on_ray.stdout.splitlines()]
+    assert [r["file"] for r in ray_rows] == [r["file"] for r in rows] and len(rows) == 4
+    for a, b in zip(rows, ray_rows):
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], float):
+                assert b[key] == pytest.approx(a[key], rel=1e-6, abs=1e-9), key
+            else:
+                assert b[key] == a[key], key
+    errors = [line for line in local.stderr.splitlines() if line.startswith("streamae: error:")]
+    assert len(errors) == 1 and errors[0] in on_ray.stderr.splitlines(), on_ray.stderr

@@ -104,9 +104,10 @@ def _on_ray(args: argparse.Namespace, jobs: list, out_dir: Path) -> int:
 
     # workers elsewhere see the same paths, not this directory: a model file goes by its full path
     model = os.path.abspath(args.model) if Path(args.model).is_file() else args.model
-    make_denoiser = denoiser_factory(argparse.Namespace(**{**vars(args), "model": model}),
-                                     threads=args.threads or 1)
-    make_denoiser()  # fail fast (bad model) before the cluster starts
+    options = argparse.Namespace(**{**vars(args), "model": model})
+    make_denoiser = denoiser_factory(options, threads=args.threads or 1)
+    # fail fast (bad model) before the cluster starts; on the CPU: GPUs may be on the workers alone
+    denoiser_factory(argparse.Namespace(**{**vars(options), "device": "cpu"}), threads=1)()
     gpu = args.device == "cuda"
     ray = cluster.connect(args.ray or None, num_cpus=args.jobs)
     try:

@@ -1,7 +1,7 @@
 # The two commands in README.md: `make demo` (clean the example with the shipped model)
 # and `make test`. Each sets itself up on a fresh Debian machine with Python 3.11.
 # The demo needs the runtime alone (numpy, onnxruntime, soundfile, soxr); the tests also
-# install live audio, training (torch, CPU build) and the test tools (pytest, ruff).
+# install live audio, training (torch, CPU build), Ray (the --ray tests) and the test tools (pytest, ruff).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RUNTIME := $(VENV)/.runtime
@@ -32,7 +32,7 @@ $(RUNTIME): pyproject.toml
 	touch $@
 
 $(STAMP): $(RUNTIME) | system
-	$(PY) -m pip install -q -e '.[train,live,test]'
+	$(PY) -m pip install -q -e '.[train,live,test,cluster]'
 	touch $@
 
 demo: $(RUNTIME)

@@ -139,21 +139,28 @@ def plan_jobs(
     return jobs
 
 
+def split_done(jobs: list[Job], overwrite: bool = False) -> tuple[list[Job], list[Outcome]]:
+    """(jobs to run, skipped outcomes), after removing the temporary files killed runs left. Every
+    batch runner (these processes, Ray's workers in streamae.cluster) starts with it."""
+    for folder in {job.target.parent for job in jobs}:  # what killed runs left, done files' included
+        remove_stale_partials_in(folder)
+    todo, skipped = [], []
+    for job in jobs:
+        if job.target.exists() and not overwrite:
+            reason = "is the input file" if same_file(job.source, job.target) else "already done"
+            skipped.append(Outcome(job, "skipped", reason))
+        else:
+            todo.append(job)
+    return todo, skipped
+
+
 def run_batch(jobs: list[Job], make_denoiser: Callable[[], Denoiser], workers: int, overwrite: bool = False,
               progress: Callable[[Outcome], None] | None = None) -> list[Outcome]:
     """Clean every job; `make_denoiser()` runs once per worker process. Never raises for one file.
 
     Ctrl-C (KeyboardInterrupt) stops every worker within about a second, removes the files they
     were writing and propagates; a worker whose parent dies (kill -9) stops too."""
-    for folder in {job.target.parent for job in jobs}:  # what killed runs left, done files' included
-        remove_stale_partials_in(folder)
-    todo, outcomes = [], []
-    for job in jobs:
-        if job.target.exists() and not overwrite:
-            reason = "is the input file" if same_file(job.source, job.target) else "already done"
-            outcomes.append(Outcome(job, "skipped", reason))
-        else:
-            todo.append(job)
+    todo, outcomes = split_done(jobs, overwrite)
     report = progress or (lambda outcome: None)
     for o in outcomes:
         report(o)

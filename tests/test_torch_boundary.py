@@ -91,3 +91,14 @@ def test_the_reader_sees_imports_of_every_kind(tmp_path):
     everything = [name for _, name in imported(module, at_load_only=False, root=tmp_path)]
     assert at_load == ["torch.nn", "streamae.train", "streamae.train.config", "onnx"]
     assert everything == at_load + ["streamae.cli"]
+
+
+@pytest.mark.parametrize("path", LIBRARY + COMMANDS, ids=lambda p: module_name(p))
+def test_nothing_loads_ray_unless_asked(path):
+    """Ray (the cluster extra) is imported only inside the functions `--ray` runs."""
+    leaks = [
+        f"line {line}: {name}"
+        for line, name in imported(path, at_load_only=True)
+        if within(name, ("ray", "streamae.cluster"))
+    ]
+    assert not leaks, f"{module_name(path)} imports ray or streamae.cluster when it loads: {leaks}"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import sys
+from functools import partial
 from pathlib import Path
 
 from ..anomaly.calibrate import DEFAULT_FALSE_ALERTS_PER_HOUR, DEFAULT_MARGIN
@@ -102,6 +105,10 @@ def _register_score(tasks) -> None:
     add_anomaly_model_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line per file")
     add_scoring_options(p)  # a file is anomalous when the monitor, with this policy, would alert on it
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="score on a Ray cluster, one worker per CPU (results in input order); ADDRESS as "
+                   "for `streamae denoise --ray`. Needs pip install 'streamae[cluster]'")
+    p.add_argument("--jobs", type=int, default=None, help="with --ray: workers (default: the cluster's CPUs)")
     p.set_defaults(run=_score)
 
 
@@ -118,6 +125,8 @@ def _register_eval(tasks) -> None:
 def _score(args: argparse.Namespace) -> int:
     model = load_anomaly_model(args)
     policy = alert_policy(args)
+    if args.ray is not None:
+        return _score_on_ray(args, policy)
     failed = 0
     for path in audio_files(args.files):
         try:
@@ -126,16 +135,60 @@ def _score(args: argparse.Namespace) -> int:
             print(f"streamae: error: {e}", file=sys.stderr, flush=True)
             failed += 1
             continue
-        if args.json:
-            print(json.dumps(result.to_dict()), flush=True)
-        else:
-            verdict = "ANOMALOUS" if result.anomalous else "silent" if result.silent else "normal"
-            quiet = result.silent_windows + result.transition_windows
-            print(f"{verdict:9s} score {result.score:8.4f} (threshold {result.threshold:.4f}; "
-                  f"{result.windows_above}/{result.windows} windows above"
-                  f"{f'; {quiet} silent or starting/stopping, not scored' if quiet else ''})  {path}",
-                  flush=True)
+        _print_score(args, path, result)
     return 1 if failed else 0
+
+
+def _score_on_ray(args: argparse.Namespace, policy) -> int:
+    from .. import cluster  # imports ray: only here
+
+    if args.jobs is not None and args.jobs < 1:
+        raise StreamaeError("--jobs must be at least 1")
+    paths = audio_files(args.files)
+    # workers elsewhere see the same paths, not this directory
+    options = argparse.Namespace(model=os.path.abspath(args.model), threshold=args.threshold,
+                                 silence_db=args.silence_db, threads=1)
+    make = partial(load_anomaly_model, options)
+    work = partial(_score_one, hop=args.hop, policy=policy)
+    ray = cluster.connect(args.ray or None, num_cpus=args.jobs)
+    failed, done, following = 0, {}, 0
+    try:
+        room = cluster.cluster_workers(ray)
+        workers = min(args.jobs or room, room, len(paths))
+        items = [os.path.abspath(p) for p in paths]
+        for i, result in cluster.map_on_ray(ray, items, make, cluster.keep, work, workers):
+            done[i] = result
+            while following in done:  # in input order, as without --ray
+                path, result = paths[following], done.pop(following)
+                following += 1
+                if isinstance(result, (Exception, str)):  # str: the StreamaeError the file gave
+                    print(f"streamae: error: {path}: {result}", file=sys.stderr, flush=True)
+                    failed += 1
+                else:
+                    _print_score(args, path, dataclasses.replace(result, file=str(path)))
+    finally:
+        cluster.disconnect(ray)
+    return 1 if failed else 0
+
+
+def _score_one(model, path: str, hop: float, policy):
+    """On a Ray worker: the file's FileScore, or the reason it has none (as the local loop says it)."""
+    try:
+        return model.score_file(path, hop, policy)
+    except StreamaeError as e:
+        return str(e).removeprefix(f"{e.path}: ") if e.path else str(e)
+
+
+def _print_score(args: argparse.Namespace, path, result) -> None:
+    if args.json:
+        print(json.dumps(result.to_dict()), flush=True)
+    else:
+        verdict = "ANOMALOUS" if result.anomalous else "silent" if result.silent else "normal"
+        quiet = result.silent_windows + result.transition_windows
+        print(f"{verdict:9s} score {result.score:8.4f} (threshold {result.threshold:.4f}; "
+              f"{result.windows_above}/{result.windows} windows above"
+              f"{f'; {quiet} silent or starting/stopping, not scored' if quiet else ''})  {path}",
+              flush=True)
 
 
 def _eval(args: argparse.Namespace) -> int:

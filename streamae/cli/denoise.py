@@ -34,12 +34,19 @@ def register(commands) -> None:
     )
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs (also OUTPUT == INPUT); without it, done files are skipped")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="with --out-dir: clean on a Ray cluster, one worker per CPU (--device cuda: per "
+                   "GPU), --jobs of them if given; ADDRESS: host:port, ray://host:port or auto (the "
+                   "cluster `ray start` began here); without it RAY_ADDRESS, else a local cluster for "
+                   "this run. Needs pip install 'streamae[cluster]' and storage every node sees")
     add_denoiser_options(p, default="quality")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.out_dir is None:
+        if args.ray is not None:
+            raise StreamaeError("--ray cleans many files: give --out-dir DIR")
         if args.output is None or len(args.input) != 1:
             raise StreamaeError("give -o OUT for one input file, or --out-dir DIR for many")
         if path_kind(args.input[0]) == "folder":
@@ -71,6 +78,8 @@ def _many(args: argparse.Namespace) -> int:
     if path_kind(out_dir) == "file":
         raise StreamaeError("is not a folder", out_dir)
     jobs = plan_jobs(args.input, out_dir, args.recursive, args.glob)
+    if args.ray is not None:
+        return _on_ray(args, jobs, out_dir)
     workers = _workers(args.jobs, len(jobs))
     # processes, not threads, share the cores
     make_denoiser = denoiser_factory(args, threads=1 if workers > 1 and not args.threads else None)
@@ -86,6 +95,39 @@ def _many(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         progress.interrupted()
         raise
+    print(summary(outcomes), file=sys.stderr)
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+def _on_ray(args: argparse.Namespace, jobs: list, out_dir: Path) -> int:
+    from .. import cluster  # imports ray: only here
+
+    # workers elsewhere see the same paths, not this directory: a model file goes by its full path
+    model = os.path.abspath(args.model) if Path(args.model).is_file() else args.model
+    options = argparse.Namespace(**{**vars(args), "model": model})
+    make_denoiser = denoiser_factory(options, threads=args.threads or 1)
+    # fail fast (bad model) before the cluster starts; on the CPU: GPUs may be on the workers alone
+    denoiser_factory(argparse.Namespace(**{**vars(options), "device": "cpu"}), threads=1)()
+    gpu = args.device == "cuda"
+    ray = cluster.connect(args.ray or None, num_cpus=args.jobs)
+    try:
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise os_error(e, out_dir) from None
+        room = cluster.cluster_workers(ray, gpu)  # more actors than room would wait forever
+        workers = min(args.jobs or room, room, len(jobs))
+        print(f"denoise: {len(jobs)} files -> {out_dir} with {workers} Ray worker(s)"
+              f"{' on GPUs' if gpu else ''}", file=sys.stderr)
+        progress = Progress(len(jobs))
+        try:
+            outcomes = cluster.run_batch_ray(ray, jobs, make_denoiser, workers, args.overwrite, progress,
+                                             gpu=gpu)
+        except KeyboardInterrupt:
+            progress.interrupted()
+            raise
+    finally:
+        cluster.disconnect(ray)
     print(summary(outcomes), file=sys.stderr)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 

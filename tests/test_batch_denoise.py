@@ -15,7 +15,9 @@ import soundfile as sf
 
 from streamae import Denoiser
 
-from conftest import REPO, noise, speechlike
+from conftest import REPO
+from support.signals import relative_files as files
+from support.signals import write_noisy_speech as write
 
 
 def denoise(*args: str) -> subprocess.CompletedProcess:
@@ -24,18 +26,6 @@ def denoise(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def write(
-    path: Path, seconds: float, rate: int, channels: int = 1, subtype: str = "PCM_16", seed: int = 0
-) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    x = np.stack(
-        [speechlike(seconds, rate, seed + c) + noise(seconds, rate, seed + c) for c in range(channels)], 1
-    )
-    sf.write(path, x, rate, subtype=subtype)
-
-
-def files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
 @pytest.fixture

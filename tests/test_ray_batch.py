@@ -22,7 +22,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import REPO, noise, speechlike
+from conftest import REPO
+from support.signals import relative_files as files
+from support.signals import write_noisy_speech as write
 
 
 def _namespace_works() -> bool:
@@ -57,16 +59,6 @@ def run(cmd: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=timeout)
 
 
-def write(path: Path, seconds: float, rate: int, channels: int = 1, subtype: str = "PCM_16", seed: int = 0):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    x = np.stack(
-        [speechlike(seconds, rate, seed + c) + noise(seconds, rate, seed + c) for c in range(channels)], 1
-    )
-    sf.write(path, x, rate, subtype=subtype)
-
-
-def files(root: Path) -> list[str]:
-    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
 def assert_same_outputs(a: Path, b: Path) -> None:

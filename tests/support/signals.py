@@ -2,6 +2,8 @@
 the anomaly monitor. numpy only; seeded, so every run makes the same samples."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 RATE = 16000
@@ -49,3 +51,20 @@ def fault(n: int, rate: int, rng) -> np.ndarray:
         clicks[i:i + len(click)] += click
     tone = np.sin(2 * np.pi * 2600 * t)
     return 0.6 * clicks / np.std(clicks) + 0.2 * tone
+
+
+def write_noisy_speech(path: Path, seconds: float, rate: int, channels: int = 1, subtype: str = "PCM_16",
+                       seed: int = 0) -> None:
+    """A noisy speech-like file, each channel its own signal (folders made as needed)."""
+    import soundfile as sf
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = np.stack(
+        [speechlike(seconds, rate, seed + c) + noise(seconds, rate, seed + c) for c in range(channels)], 1
+    )
+    sf.write(path, x, rate, subtype=subtype)
+
+
+def relative_files(root: Path) -> list[str]:
+    """Every file under `root`, as sorted paths relative to it."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())

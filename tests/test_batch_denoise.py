@@ -17,6 +17,7 @@ from streamae import Denoiser
 
 from conftest import REPO
 from support.signals import relative_files as files
+from support.signals import write_mixed_tree
 from support.signals import write_noisy_speech as write
 
 
@@ -26,17 +27,9 @@ def denoise(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-
-
 @pytest.fixture
 def tree(tmp_path) -> Path:
-    src = tmp_path / "in"
-    write(src / "a.wav", 0.7, 16000)
-    write(src / "b.flac", 0.5, 44100, channels=2, subtype="PCM_24", seed=1)
-    write(src / "calls" / "c.ogg", 0.6, 48000, subtype="VORBIS", seed=2)
-    write(src / "calls" / "old" / "d.wav", 0.4, 8000, subtype="FLOAT", seed=3)
-    (src / "notes.txt").write_text("not audio")
-    return src
+    return write_mixed_tree(tmp_path / "in")
 
 
 def test_mirrors_the_tree_keeping_format_rate_channels(tiny_model, tree, tmp_path):

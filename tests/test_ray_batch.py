@@ -24,6 +24,7 @@ import soundfile as sf
 
 from conftest import REPO
 from support.signals import relative_files as files
+from support.signals import write_mixed_tree
 from support.signals import write_noisy_speech as write
 
 
@@ -73,13 +74,8 @@ def assert_same_outputs(a: Path, b: Path) -> None:
 
 @pytest.fixture
 def tree(tmp_path) -> Path:
-    src = tmp_path / "in"
-    write(src / "a.wav", 0.7, 16000)
-    write(src / "b.flac", 0.5, 44100, channels=2, subtype="PCM_24", seed=1)
-    write(src / "calls" / "c.ogg", 0.6, 48000, subtype="VORBIS", seed=2)
-    write(src / "calls" / "old" / "d.wav", 0.4, 8000, subtype="FLOAT", seed=3)
+    src = write_mixed_tree(tmp_path / "in")
     write(src / "calls" / "old" / "e.wav", 0.3, 22050, channels=3, seed=4)
-    (src / "notes.txt").write_text("not audio")
     return src
 
 

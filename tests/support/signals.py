@@ -68,3 +68,13 @@ def write_noisy_speech(path: Path, seconds: float, rate: int, channels: int = 1,
 def relative_files(root: Path) -> list[str]:
     """Every file under `root`, as sorted paths relative to it."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def write_mixed_tree(src: Path) -> Path:
+    """A nested folder of noisy speech at mixed rates, channels and formats, and one non-audio file."""
+    write_noisy_speech(src / "a.wav", 0.7, 16000)
+    write_noisy_speech(src / "b.flac", 0.5, 44100, channels=2, subtype="PCM_24", seed=1)
+    write_noisy_speech(src / "calls" / "c.ogg", 0.6, 48000, subtype="VORBIS", seed=2)
+    write_noisy_speech(src / "calls" / "old" / "d.wav", 0.4, 8000, subtype="FLOAT", seed=3)
+    (src / "notes.txt").write_text("not audio")
+    return src

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..denoiser import step_graph_path
 from .gtcrn import GTCRNet
-from .gtcrn_step import GTCRNStepGraph
+from .gtcrn_step import Affine, GTCRNStepGraph, fold_norm
 from .model import DenoiserNet, add_to_low_bins, deep_filter, low_band_history, phase_advance
 
 OPSET = 18
@@ -53,16 +53,16 @@ class _StepGraph(nn.Module):
         )  # [frame, code]
         unused = self.hops_per_frame * c.hop - analysis.shape[0]  # oldest samples of the widened frame
         self.register_buffer("analysis", torch.cat([analysis.new_zeros(unused, analysis.shape[1]), analysis]))
-        self.features = _Affine(*_fold_norm(net.features[0], net.features[1]))
+        self.features = Affine(*_fold_norm(net.features[0], net.features[1]))
         if c.uses_phase():  # added before the BatchNorm, so scaled by it too (its shift is in `features`)
-            self.phase_features = _Affine(*_fold_norm(net.phase_features, net.features[1], shift=False))
+            self.phase_features = Affine(*_fold_norm(net.phase_features, net.features[1], shift=False))
         if c.deep_filter:
-            self.taps = _Affine(*_fold_norm(net.taps))
+            self.taps = Affine(*_fold_norm(net.taps))
         self.dilations = [b.conv.dilation[0] for b in net.blocks]
         self.gru = _ExportedGRU(net.gru) if c.recurrent else None
-        self.convs = nn.ModuleList(_Affine(*_fold_norm(b.conv, b.norm)) for b in net.blocks)
-        self.projections = nn.ModuleList(_Affine(*_fold_norm(b.project)) for b in net.blocks)
-        self.mask = _Affine(*_fold_norm(net.mask))
+        self.convs = nn.ModuleList(Affine(*_fold_norm(b.conv, b.norm)) for b in net.blocks)
+        self.projections = nn.ModuleList(Affine(*_fold_norm(b.project)) for b in net.blocks)
+        self.mask = Affine(*_fold_norm(net.mask))
         synthesis = net.synthesis_basis if net.spectral else net.decoder.weight
         self.register_buffer("synthesis", synthesis.detach()[:, 0, :].clone())  # [code, window]
 
@@ -118,29 +118,11 @@ class _StepGraph(nn.Module):
         return (clean, x[-self.history:], *new_block_states, tails[-1:])
 
 
-class _Affine(nn.Module):
-    """x [T, in] -> x @ weight + bias: a conv's taps as one Gemm."""
-
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
-        super().__init__()
-        self.register_buffer("weight", weight)
-        self.register_buffer("bias", bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(self.bias, x, self.weight)
-
-
 @torch.no_grad()
 def _fold_norm(conv: nn.Conv1d, norm: nn.BatchNorm1d | None = None,
                shift: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Conv1d [+ eval-mode BatchNorm1d] -> (weight [kernel * in, out], bias [out]), taps oldest first.
-    shift=False takes the norm's scale only, for a conv whose output is added to another's before it."""
-    weight = conv.weight
-    bias = conv.bias if conv.bias is not None else torch.zeros(conv.out_channels)
-    if norm is not None:
-        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-        weight = weight * scale[:, None, None]
-        bias = (bias - norm.running_mean) * scale + norm.bias if shift else bias * scale
+    """Conv1d [+ eval-mode BatchNorm1d] -> (weight [kernel * in, out], bias [out]), taps oldest first."""
+    weight, bias = fold_norm(conv.weight, conv.bias, norm, shift=shift)
     out, inp, kernel = weight.shape
     return weight.permute(2, 1, 0).reshape(kernel * inp, out).clone(), bias.clone()
 

@@ -5,15 +5,18 @@ spends about a microsecond on a small MatMul or Gather and several on a Conv (pl
 reorders it brings). So the graph runs time-major and channels-last, [frames, bins, channels],
 with BatchNorm folded into the weights and every convolution written as a Gather of its taps (a
 constant index, pointing at a zero pad where the conv reads padding) and one MatMul:
-- the STFT is the input's hops side by side times the analysis basis, and the ERB band merge,
-  the stacking of magnitude, real and imaginary parts and the zero padding are one MatMul;
+- the STFT and its inverse are ONNX DFT nodes on the frame's hops side by side (a 512-point
+  DFT node costs less than a MatMul with its basis); the ERB band merge of the high bins is a
+  MatMul, and magnitude, real and imaginary parts stack as channels;
 - a frequency conv (stride 2, or its transpose) with the neighbouring-bin features before it is
   one Gather + MatMul; the depthwise temporal conv is three time slices (state + new frames) side
   by side, one Gather of the frequency taps and one block-sparse MatMul;
 - a grouped GRU is one ONNX GRU with block-diagonal weights, the bidirectional one across
   frequency a single bidirectional GRU node; the channel shuffle is one Gather;
-- the band split and the complex mask are MatMuls into [mask real, mask real] and [-imag, imag],
-  multiplied with the spectrum and the spectrum with its halves swapped.
+- the band split is a MatMul, the complex mask four products on the real and imaginary parts.
+The state stays in onnxruntime between calls (`denoiser._ChannelState`); measured dead ends:
+reshaping to two dimensions for fused Gemms (the reshapes cost what the fusion saves) and a
+static one-frame graph (1 % faster).
 Same arithmetic as `GTCRNet.step` (tests compare them); the runtime calls it per channel.
 """
 from __future__ import annotations
@@ -26,21 +29,24 @@ from .gtcrn import DualPathGRU, FrequencyConv, GroupedTemporalBlock, GTCRNet
 GATES = 3  # r, z, n in torch; ONNX wants z, r, n (export.py's GRU translation reorders)
 
 
-def _fold(conv_weight: torch.Tensor, bias: torch.Tensor | None, norm: nn.BatchNorm2d | None,
-          out_axis: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fold an eval-mode BatchNorm into a conv's weight (output channels on `out_axis`) and bias."""
-    out = conv_weight.shape[out_axis]
+def fold_norm(weight: torch.Tensor, bias: torch.Tensor | None, norm: nn.Module | None,
+              out_axis: int = 0, shift: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold an eval-mode BatchNorm into a conv's weight (output channels on `out_axis`) and bias.
+    shift=False takes the norm's scale only, for a conv whose output is added to another's before it."""
+    out = weight.shape[out_axis]
     bias = torch.zeros(out) if bias is None else bias
     if norm is None:
-        return conv_weight, bias
+        return weight, bias
     scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-    shape = [1] * conv_weight.dim()
+    shape = [1] * weight.dim()
     shape[out_axis] = out
-    return conv_weight * scale.reshape(shape), (bias - norm.running_mean) * scale + norm.bias
+    folded_bias = (bias - norm.running_mean) * scale + norm.bias if shift else bias * scale
+    return weight * scale.reshape(shape), folded_bias
 
 
-class _Linear(nn.Module):
-    """x [..., in] @ weight [in, out] + bias."""
+class Affine(nn.Module):
+    """x [..., in] @ weight [in, out] + bias; on [T, in] one Gemm. (Reshaping [T, F, in] to two
+    dimensions for a Gemm measured no faster: the reshapes cost what the fusion saves.)"""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
         super().__init__()
@@ -48,6 +54,8 @@ class _Linear(nn.Module):
         self.register_buffer("bias", bias.detach().clone().float())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            return torch.addmm(self.bias, x, self.weight)
         return x @ self.weight + self.bias
 
 
@@ -100,8 +108,9 @@ class _FrequencyConv(nn.Module):
                     row.append(source + 1 if valid and 0 <= source < width_in else 0)
             rows.append(row)
         self.register_buffer("index", torch.tensor(rows).reshape(-1))
-        weight, bias = _fold(dense.reshape(k * sfe * base, c_out), conv.bias.detach(), layer.norm, out_axis=1)
-        self.linear = _Linear(weight, bias)
+        weight, bias = fold_norm(dense.reshape(k * sfe * base, c_out), conv.bias.detach(), layer.norm,
+                                 out_axis=1)
+        self.linear = Affine(weight, bias)
         self.act = layer.act
         self.width_out = width_out
         self.padded = padded
@@ -127,19 +136,19 @@ class _TemporalBlock(nn.Module):
         ew = block.expand.weight.detach()[:, :, 0, 0]  # [hidden, half * 3] in (channel, neighbour) order
         hidden = ew.shape[0]
         ew = ew.reshape(hidden, half, 3).permute(2, 1, 0).reshape(3 * half, hidden)  # (neighbour, channel)
-        self.expand = _Linear(*_fold(ew, block.expand.bias.detach(), block.expand_norm, out_axis=1))
+        self.expand = Affine(*fold_norm(ew, block.expand.bias.detach(), block.expand_norm, out_axis=1))
         self.expand_act = block.expand_act
         tw = block.temporal.weight.detach()[:, 0]  # [hidden, time tap, freq tap]
         dense = torch.zeros(3, 3, hidden, hidden)  # [freq tap, time tap, channel, out]
         for c in range(hidden):
             dense[:, :, c, c] = tw[c].T
-        self.temporal = _Linear(*_fold(dense.reshape(9 * hidden, hidden), block.temporal.bias.detach(),
+        self.temporal = Affine(*fold_norm(dense.reshape(9 * hidden, hidden), block.temporal.bias.detach(),
                                        block.temporal_norm, out_axis=1))
         self.temporal_act = block.temporal_act
         pw = block.project.weight.detach()[:, :, 0, 0].T
-        self.project = _Linear(*_fold(pw, block.project.bias.detach(), block.project_norm, out_axis=1))
+        self.project = Affine(*fold_norm(pw, block.project.bias.detach(), block.project_norm, out_axis=1))
         self.gru = block.attention.gru
-        self.gate = _Linear(block.attention.gate.weight.detach().T, block.attention.gate.bias.detach())
+        self.gate = Affine(block.attention.gate.weight.detach().T, block.attention.gate.bias.detach())
         shuffle = torch.stack([torch.arange(half), half + torch.arange(half)], dim=1).reshape(-1)
         self.register_buffer("shuffle", shuffle)
 
@@ -208,10 +217,10 @@ class _DualPath(nn.Module):
         unit = c // 4
         order = torch.tensor([g * 2 * unit + d * unit + u
                               for d in range(2) for g in range(2) for u in range(unit)])
-        self.across_fc = _Linear(layer.across_fc.weight.detach().T[order], layer.across_fc.bias.detach())
+        self.across_fc = Affine(layer.across_fc.weight.detach().T[order], layer.across_fc.bias.detach())
         self.across_norm = layer.across_norm
         self.along = _block_diagonal_gru(list(layer.along))
-        self.along_fc = _Linear(layer.along_fc.weight.detach().T, layer.along_fc.bias.detach())
+        self.along_fc = Affine(layer.along_fc.weight.detach().T, layer.along_fc.bias.detach())
         self.along_norm = layer.along_norm
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

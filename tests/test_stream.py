@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import onnxruntime as ort
 import pytest
 
 from streamae import Denoiser, StreamaeError
+from streamae.denoiser import MAX_MAGNITUDE
 
 from conftest import noise, speechlike
 
@@ -144,6 +146,20 @@ def test_a_bad_sample_does_not_poison_the_stream(tiny_model):
     repaired = x.copy()
     repaired[[100, 5000]] = 0
     np.testing.assert_allclose(y, d.process(repaired, 16000), atol=1e-6)
+
+
+def test_an_absurd_sample_is_clipped_to_max_magnitude_quietly(tiny_model):
+    """A finite but absurd value (a float file scaled as if it were int16) is clipped to
+    MAX_MAGNITUDE like any other broken sample, with no numpy warning on the way."""
+    d = Denoiser(tiny_model)
+    x = speechlike(1.0) + noise(1.0)
+    broken, clipped = x.copy(), x.copy()
+    broken[[100, 5000]] = [5000.0, -3e38]
+    clipped[[100, 5000]] = [MAX_MAGNITUDE, -MAX_MAGNITUDE]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        y = d.process(broken, 16000)
+    np.testing.assert_array_equal(y, d.process(clipped, 16000))
 
 
 def test_input_in_the_wrong_layout_or_model_gives_a_clear_error(tiny_model, tmp_path):

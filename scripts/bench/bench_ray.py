@@ -14,7 +14,8 @@ sub-folders of a temporary folder (never the repository). `streamae denoise TREE
 - local: `--jobs 2` (two processes), and
 - ray: `--ray --jobs 2` (a local Ray of 2 CPUs, started and stopped by the command),
 in --rounds rounds whose order alternates, so a shared machine's drift hits both arms alike;
-medians. Wall time of the whole command; audio hours per wall hour; the ratio ray / local.
+medians. Wall time of the whole command and CPU time of all its processes (Ray's own included);
+audio hours per wall hour; the ratios ray / local of both times.
 
 The pieces of a model on paper, measured in the same rounds:
 - the work: CPU seconds per audio second of `denoise_file` on one thread (the batch's per-file
@@ -279,9 +280,10 @@ def markdown(res: dict) -> str:
         f"Ray / local: wall time {s['ratio_wall']:.2f} (rounds {s['ratio_wall_range'][0]:.2f}-"
         f"{s['ratio_wall_range'][1]:.2f}), CPU time {s['ratio_cpu']:.2f} (rounds "
         f"{s['ratio_cpu_range'][0]:.2f}-{s['ratio_cpu_range'][1]:.2f}). The cleaning itself is "
-        f"{s['work_cpu_s']:.0f} CPU s (the work below times the tree); the Ray arm used "
-        f"{ra['cpu_s'] - lo['cpu_s']:.1f} CPU s more than the local one: its own processes (GCS, raylet, "
-        "agents, the driver). CPU s are summed over every process of the command's session, read from "
+        f"{s['work_cpu_s']:.0f} CPU s (the work below times the tree); beyond it the local run used "
+        f"{lo['cpu_s'] - s['work_cpu_s']:.1f} CPU s (starting its processes) and the Ray run "
+        f"{ra['cpu_s'] - s['work_cpu_s']:.1f} (Ray's own processes, GCS, raylet, agents, and its workers' "
+        "start). CPU s are summed over every process of the command's session, read from "
         "/proc every 0.5 s; `cores it got` is CPU s / wall s (2 on an idle machine). Where the two "
         "ratios differ, the difference is how the busy machine's scheduler shared the cores between "
         "the arms' processes, not work that Ray did or saved: on a machine of its own the overhead is "
@@ -305,7 +307,9 @@ def markdown(res: dict) -> str:
         f"(every byte is read and written there), the network between nodes, nodes' differing speeds, "
         f"starting more nodes (taken to start in parallel, as the two workers did) and failures. For "
         f"this tree it predicts {s['model_this_tree_2_workers_s']:.1f} s on two free cores, against "
-        f"{ra['wall_s']:.1f} s measured here with the cores shared as above.",
+        f"{ra['wall_s']:.1f} s measured here with the cores shared as above. The driver, handing out one "
+        f"task per file, would become the limit only near N = "
+        f"{(p['cpu_s_per_audio_s'] * s['file_s'] + p['per_task_s']) / p['per_task_s']:,.0f} workers.",
         "",
         "| workers | wall h | audio hours per wall hour | speed-up | limited by |",
         "|---|---|---|---|---|",
@@ -358,7 +362,7 @@ def main() -> None:
     try:
         tree = work / "in"
         audio_s, audio = write_tree(tree, args.files, seconds, args.data)
-        samples = [sorted(tree.rglob(f"take{i:02d}.*"))[0] for i in range(len(FORMATS))]
+        samples = [sorted(tree.rglob(f"take{i:02d}.*"))[0] for i in range(min(len(FORMATS), args.files))]
         flag = ["--model", args.model] if args.model else []
         rounds = []
         for r in range(args.rounds):

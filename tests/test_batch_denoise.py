@@ -155,16 +155,16 @@ OBJECT_STORE = ("object stores are not supported; mount the bucket as a file sys
 
 
 @pytest.mark.parametrize("args, url", [
-    (["IN", "--out-dir", "s3://bucket/clean"], "s3://bucket/clean"),
-    (["gs://bucket/archive", "--out-dir", "OUT"], "gs://bucket/archive"),
-    (["IN/a.wav", "-o", "s3://bucket/a.wav"], "s3://bucket/a.wav"),
-    (["s3://bucket/a.wav", "-o", "OUT/a.wav"], "s3://bucket/a.wav"),
+    (["{tree}", "--out-dir", "s3://bucket/clean"], "s3://bucket/clean"),
+    (["gs://bucket/archive", "--out-dir", "{out}"], "gs://bucket/archive"),
+    (["{tree}/a.wav", "-o", "s3://bucket/a.wav"], "s3://bucket/a.wav"),
+    (["s3://bucket/a.wav", "-o", "{out}/a.wav"], "s3://bucket/a.wav"),
 ])
 def test_object_store_urls_are_one_clear_line(tiny_model, tree, tmp_path, args, url):
     """Not a local folder named 's3:' (what pathlib makes of s3://), nor a missing file."""
     work = tmp_path / "cwd"
     work.mkdir()
-    args = [a.replace("IN", str(tree)).replace("OUT", str(tmp_path / "out")) for a in args]
+    args = [a.format(tree=tree, out=tmp_path / "out") for a in args]
     r = subprocess.run([sys.executable, "-m", "streamae", "denoise", *args, "--model", str(tiny_model)],
                        capture_output=True, text=True, cwd=work)
     assert r.returncode == 1

@@ -23,6 +23,8 @@ RESAMPLE_QUALITY = "HQ"
 FILE_BLOCK_SECONDS = 10.0  # audio read from a file at a time: memory stays flat for long recordings
 _PLAIN_SUBTYPES = ("PCM", "FLOAT", "DOUBLE", "ULAW", "ALAW")  # sample codings any container can hold
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+# s3://b/k, gs://b/k, also as pathlib spells them (s3:/b/k); a drive letter (C:/) is not one
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):/+(.*)$", re.S)
 
 
 def os_reason(e: OSError) -> str:
@@ -60,10 +62,22 @@ def naming(path: str | Path) -> Iterator[None]:
         raise StreamaeError(str(e), path) from None
 
 
+def refuse_url(path: str | Path) -> None:
+    """An object store's URL (s3://, gs://, ...) is one clear error, not a missing file or, worse,
+    a local folder named 's3:': files are written to a temporary name and renamed into place when
+    complete, and finished ones are skipped by looking at the folder, which needs a file system.
+    A bucket mounted as one (s3fs, gcsfuse) is given by its mounted path."""
+    url = _URL.match(str(path))
+    if url:
+        raise StreamaeError(f"{url[1]}://{url[2]}: object stores are not supported; mount the bucket as a "
+                            "file system (s3fs, gcsfuse) and give its mounted path")
+
+
 def open_input(path: str | Path, allow_empty: bool = False) -> sf.SoundFile:
     """Open an audio file for block reading, turning every failure into one clear message.
 
     A valid file with no samples is refused unless `allow_empty`."""
+    refuse_url(path)
     path = Path(path)
     try:
         st = path.stat()
@@ -407,6 +421,7 @@ def audio_files(paths: list[str | Path]) -> list[Path]:
 def path_kind(path: str | Path) -> str | None:
     """'folder', 'file' (anything else that exists) or None; a path the user may not look at is
     a StreamaeError saying so (pathlib's is_dir() raises PermissionError)."""
+    refuse_url(path)
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -451,6 +466,7 @@ def same_file(a: str | Path, b: str | Path) -> bool:
 
 def check_output(source: str | Path, target: str | Path, overwrite: bool) -> None:
     """Refuse to write over a folder, or over an existing file (the input above all) unless `overwrite`."""
+    refuse_url(target)
     target = Path(target)
     if target.is_dir():
         raise StreamaeError("is a directory, expected an output file path", target)

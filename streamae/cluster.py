@@ -80,8 +80,12 @@ def disconnect(ray) -> None:
 
 
 def cluster_workers(ray, gpu: bool = False) -> int:
-    """How many workers the cluster has room for: one per CPU (per GPU with `gpu`)."""
-    return max(1, int(ray.cluster_resources().get("GPU" if gpu else "CPU", 0)))
+    """How many workers the cluster has room for: one per CPU (per GPU with `gpu`). GPU workers on
+    a cluster without a GPU would wait for one forever: that is an error."""
+    room = int(ray.cluster_resources().get("GPU" if gpu else "CPU", 0))
+    if gpu and room < 1:
+        raise StreamaeError("--device cuda: no node of the Ray cluster has a GPU")
+    return max(1, room)
 
 
 class _Worker:

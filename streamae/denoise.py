@@ -36,6 +36,7 @@ from .audio import (
     partial_path,
     path_kind,
     read_blocks,
+    refuse_url,
     remove_stale_partials_in,
     same_file,
 )
@@ -113,6 +114,7 @@ def plan_jobs(
     inputs: list[str], out_dir: str | Path, recursive: bool = False, pattern: str | None = None
 ) -> list[Job]:
     """Files map to DIR/name, folders' contents to DIR/<path inside the folder> (mirrored)."""
+    refuse_url(out_dir)
     out_dir = Path(out_dir)
     jobs: list[Job] = []
     for item in map(Path, inputs):

@@ -150,6 +150,28 @@ def test_usage_errors(tiny_model, tree, tmp_path):
     assert r.returncode == 1 and "no audio files" in r.stderr and "--recursive" in r.stderr
 
 
+OBJECT_STORE = ("object stores are not supported; mount the bucket as a file system (s3fs, gcsfuse) and "
+                "give its mounted path")
+
+
+@pytest.mark.parametrize("args, url", [
+    (["{tree}", "--out-dir", "s3://bucket/clean"], "s3://bucket/clean"),
+    (["gs://bucket/archive", "--out-dir", "{out}"], "gs://bucket/archive"),
+    (["{tree}/a.wav", "-o", "s3://bucket/a.wav"], "s3://bucket/a.wav"),
+    (["s3://bucket/a.wav", "-o", "{out}/a.wav"], "s3://bucket/a.wav"),
+])
+def test_object_store_urls_are_one_clear_line(tiny_model, tree, tmp_path, args, url):
+    """Not a local folder named 's3:' (what pathlib makes of s3://), nor a missing file."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    args = [a.format(tree=tree, out=tmp_path / "out") for a in args]
+    r = subprocess.run([sys.executable, "-m", "streamae", "denoise", *args, "--model", str(tiny_model)],
+                       capture_output=True, text=True, cwd=work)
+    assert r.returncode == 1
+    assert r.stderr == f"streamae: error: {url}: {OBJECT_STORE}\n"
+    assert not list(work.iterdir()) and not (tmp_path / "out").exists()
+
+
 # -- issue 23: Ctrl-C, kill -9, --jobs ---------------------------------------------------------
 def _children(pid: int) -> list[int]:
     out = []

@@ -160,3 +160,59 @@ def test_anomaly_score_on_ray_gives_the_local_scores_in_order(tiny_anomaly_model
                 assert b[key] == a[key], key
     errors = [line for line in local.stderr.splitlines() if line.startswith("streamae: error:")]
     assert len(errors) == 1 and errors[0] in on_ray.stderr.splitlines(), on_ray.stderr
+
+
+# -- --device cuda: GPU workers (no GPU here: what can be checked without one) -------------------
+def _has_cuda_provider() -> bool:
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has a GPU")
+def test_device_cuda_on_a_cluster_without_a_gpu_is_one_line(tiny_model, tree, tmp_path):
+    """Not workers waiting forever for a GPU that no node has."""
+    out = tmp_path / "out"
+    r = run(in_namespace(denoise_cmd(str(tree), "--recursive", "--out-dir", str(out), "--model",
+                                     str(tiny_model), "--device", "cuda", "--ray")))
+    assert r.returncode == 1
+    assert "streamae: error: --device cuda: no node of the Ray cluster has a GPU" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+
+
+# A cluster that declares one GPU (Ray takes the count on trust): the workers hold it, and the
+# command, joining that cluster, says on every file that this onnxruntime cannot use it.
+WITH_A_GPU = """
+import json, subprocess, sys
+import ray
+from streamae import cluster
+ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
+try:
+    held = [ids for _, ids in cluster.map_on_ray(ray, [0], int, cluster.keep,
+                                                 lambda state, item: ray.get_gpu_ids(), 1, gpu=True)]
+    cli = subprocess.run([sys.executable, "-m", "streamae", "denoise", *sys.argv[1:], "--device", "cuda",
+                          "--ray", ray.get_runtime_context().gcs_address], capture_output=True, text=True)
+finally:
+    ray.shutdown()
+print(json.dumps({"held": held, "rc": cli.returncode, "stderr": cli.stderr}))
+"""
+
+
+@pytest.mark.skipif(_has_cuda_provider(), reason="this onnxruntime has CUDA")
+def test_device_cuda_asks_ray_for_gpus_and_says_when_onnxruntime_cannot_use_them(tiny_model, tree, tmp_path):
+    out = tmp_path / "out"
+    r = run(in_namespace([sys.executable, "-c", WITH_A_GPU, str(tree), "--recursive", "--out-dir", str(out),
+                          "--model", str(tiny_model)]), timeout=180)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [len(ids) for ids in result["held"]] == [1]  # a worker with gpu=True holds one GPU
+    stderr = result["stderr"]
+    assert result["rc"] == 1, stderr
+    assert "with 1 Ray worker(s) on GPUs" in stderr, stderr  # one per GPU
+    reason = (": --device cuda: this onnxruntime has no CUDA provider (install onnxruntime-gpu with a "
+              "matching CUDA)")
+    failed = [line for line in stderr.splitlines() if line.startswith("failed: ") and line.endswith(reason)]
+    assert len(failed) == 5, stderr
+    assert "done 0" in stderr and "failed 5" in stderr and "Traceback" not in stderr, stderr
+    assert not list(out.rglob("*.*"))

@@ -37,3 +37,16 @@ def test_ray_needs_out_dir(tiny_model, tmp_path):
     r = subprocess.run([sys.executable, "-m", "streamae", "denoise", str(tmp_path / "a.wav"), "-o",
                         str(tmp_path / "b.wav"), "--ray"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 1 and "--ray cleans many files: give --out-dir DIR" in r.stderr, r.stderr
+
+
+def test_ray_with_an_object_store_says_so_before_anything_else(tiny_model, tmp_path):
+    """The same line as the local batch's (tests/test_batch_denoise.py), before Ray is even looked for."""
+    src = tmp_path / "in"
+    src.mkdir()
+    sf.write(src / "a.wav", np.zeros(1600), 16000)
+    r = subprocess.run([sys.executable, "-c", WITHOUT_RAY, "denoise", str(src), "--out-dir", "s3://bucket/clean",
+                        "--model", str(tiny_model), "--ray"], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 1
+    assert r.stderr.startswith("streamae: error: s3://bucket/clean: object stores are not supported;"), \
+        r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]

@@ -1,6 +1,6 @@
 """Benchmark the machine-sound anomaly monitor (issue 5, "Numbers"); writes docs/BENCHMARKS.md.
 
-    nice -n 10 python scripts/bench/bench_anomaly.py --data ../shared/data/machine
+    nice -n 10 python -m scripts.bench.bench_anomaly --data ../shared/data/machine
 
 Training has fixed step budgets and seeds on 1 thread (not wall-clock minutes), so a rerun
 gives the same numbers on a busy machine as on an idle one.
@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from scripts.bench.sections import replace_section
 from streamae.anomaly import metrics
 from streamae.anomaly.alerts import AlertPolicy
 from streamae.anomaly.features import FeatureConfig, logmel, normalise
@@ -685,19 +686,6 @@ def _cpu_name() -> str:
     return "unknown CPU"
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace (or append) our one `## Machine-sound anomaly detection` section; others stay."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    head = "## Machine-sound anomaly detection"
-    if head in text:
-        before, rest = text.split(head, 1)
-        nxt = rest.find("\n## ")
-        text = before + section.rstrip() + "\n" + (rest[nxt:] if nxt >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
-    path.write_text(text)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=REPO.parent / "shared/data/machine")
@@ -713,14 +701,14 @@ def main() -> None:
     args = p.parse_args()
     if args.report_only:
         res = json.loads((args.work / "results.json").read_text())
-        write_section(args.out, report(res, res["command"], res["seconds"]))
+        replace_section(args.out, report(res, res["command"], res["seconds"]))
         return
     torch.set_num_threads(1)  # a shared 2-core machine: 2 spinning threads collapse under contention
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     res = {"uav": uav(args.data, args.work, args.steps, args.baseline_steps),
            "id00": id00(args.data, args.work, args.id00_steps, args.id00_baseline_steps)}
-    res["command"] = "nice -n 10 python scripts/bench/bench_anomaly.py " + " ".join(
+    res["command"] = "nice -n 10 python -m scripts.bench.bench_anomaly " + " ".join(
         f"--{k.replace('_', '-')} {getattr(args, k)}"
         for k in ("steps", "baseline_steps", "id00_steps", "id00_baseline_steps")
     )
@@ -731,7 +719,7 @@ def main() -> None:
     (args.work / "results.json").write_text(json.dumps(res, indent=1, default=float))
     section = report(res, res["command"], res["seconds"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_section(args.out, section)
+    replace_section(args.out, section)
     print(section)
     print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB")
 

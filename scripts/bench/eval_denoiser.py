@@ -139,7 +139,7 @@ def _bench_row(path: str, system: str) -> dict:
             for name, r in results["systems"].items()
             if name != system
         },
-        "command": "python scripts/bench/bench_denoise.py (see docs/BENCHMARKS.md)",
+        "command": "python -m scripts.bench.bench_denoise (see docs/BENCHMARKS.md)",
     }
 
 

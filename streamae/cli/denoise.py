@@ -111,12 +111,12 @@ def _on_ray(args: argparse.Namespace, jobs: list, out_dir: Path) -> int:
     gpu = args.device == "cuda"
     ray = cluster.connect(args.ray or None, num_cpus=args.jobs)
     try:
+        room = cluster.cluster_workers(ray, gpu)  # more actors than room would wait forever
+        workers = min(args.jobs or room, room, len(jobs))
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise os_error(e, out_dir) from None
-        room = cluster.cluster_workers(ray, gpu)  # more actors than room would wait forever
-        workers = min(args.jobs or room, room, len(jobs))
         print(f"denoise: {len(jobs)} files -> {out_dir} with {workers} Ray worker(s)"
               f"{' on GPUs' if gpu else ''}", file=sys.stderr)
         progress = Progress(len(jobs))

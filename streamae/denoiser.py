@@ -130,7 +130,7 @@ class Denoiser:
         The step graph has no batch axis, so onnxruntime can fuse its MatMuls into 2-D Gemms."""
         clean = np.empty_like(audio)
         for channel, state in enumerate(states):
-            state.step(np.ascontiguousarray(audio[channel]), clean[channel])
+            state.step(audio[channel], clean[channel])
         return clean, states
 
     def stream(self, sample_rate: int | None = None, channels: int = 1) -> "DenoiserStream":
@@ -170,7 +170,9 @@ class _ChannelState:
 
     Two sets of state buffers and two prebuilt bindings, one reading the first set and writing the
     second and one the other way round, swapped after each call: no state crosses into numpy and
-    back, which costs about a tenth of a small model's frame."""
+    back. The audio goes in and out through two buffers bound once per call size (a live stream
+    has one size), copied into and out of: rebinding on every call costs more than the copies.
+    Together about a tenth of a small model's frame."""
 
     def __init__(self, session, input_names: list[str], output_names: list[str], shapes: list):
         self._session = session
@@ -184,13 +186,20 @@ class _ChannelState:
             for name, value in zip(output_names[1:], target):
                 binding.bind_ortvalue_output(name, value)
             self._bindings.append(binding)
+        self._audio_in = self._clean_out = np.zeros(0, np.float32)
 
     def step(self, audio: np.ndarray, clean: np.ndarray) -> None:
-        """Run whole hops of contiguous `audio` into `clean` (same shape, written in place)."""
-        binding = self._bindings[0]
-        binding.bind_cpu_input(self._audio, audio)
-        binding.bind_output(self._clean, "cpu", 0, np.float32, list(clean.shape), clean.ctypes.data)
-        self._session.run_with_iobinding(binding)
+        """Run whole hops of `audio` into `clean` (same shape, written in place)."""
+        if audio.shape != self._audio_in.shape:
+            self._audio_in, self._clean_out = np.empty_like(audio), np.empty_like(clean)
+            audio_in = ort.OrtValue.ortvalue_from_numpy(self._audio_in)  # shares the numpy buffer
+            clean_out = ort.OrtValue.ortvalue_from_numpy(self._clean_out)
+            for binding in self._bindings:
+                binding.bind_ortvalue_input(self._audio, audio_in)
+                binding.bind_ortvalue_output(self._clean, clean_out)
+        np.copyto(self._audio_in, audio)
+        self._session.run_with_iobinding(self._bindings[0])
+        np.copyto(clean, self._clean_out)
         self._bindings.reverse()
 
 

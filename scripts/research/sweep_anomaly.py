@@ -39,14 +39,15 @@ from streamae.train.anomaly import (
 def trained(cfg: FeatureConfig, run: Path, steps: int, hidden: int, code: int, sparsity: float, seed: int,
             train: list[Path]) -> tuple[SparseConvAE, FeatureConfig, np.ndarray]:
     """(net, features with levels, SCORE_WINDOWS normal training windows), training if needed."""
+    torch.manual_seed(seed)  # before the net is made, as `streamae anomaly train` does
     frames, _ = load_frames(train, cfg)
     cfg = with_levels(cfg, frames)
     net = SparseConvAE(NetConfig(cfg.bands, cfg.window_frames, hidden, code))
     ckpt = run / "checkpoint.pt"
     if ckpt.exists():
-        net.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+        saved = torch.load(ckpt, map_location="cpu", weights_only=False)["model"]
+        net.load_state_dict({**net.state_dict(), **saved})  # runs from before the band buffers
     else:
-        torch.manual_seed(seed)
         run.mkdir(parents=True, exist_ok=True)
         sampler = WindowSampler(frames, cfg, seed)
         _set_band_stats(net, sampler.batch(STATS_WINDOWS))
@@ -97,6 +98,7 @@ VIEWS = {
     "band abs-signed z": per_band(lambda r: np.abs(r.mean(2))),
     "frame bandnorm": frame_z,
     "band top-10% frames z": per_band(lambda r: top_mean(r, 12, 2)),
+    "band log z": per_band(lambda r: np.log((r ** 2).mean(2) + 1e-6)),
 } | {f"band sq z, smoothed {k}": per_band(lambda r, k=k: (smoothed(r, k) ** 2).mean(2))
      for k in (4, 8, 16, 32)}
 COMBOS = {
@@ -108,6 +110,10 @@ COMBOS = {
     "max(band sq z, band signed z, frame)": ("band sq z", "band signed z", "frame"),
     "max(band top z, frame)": ("band top-10% frames z", "frame"),
     "max(band sq z, frame bandnorm)": ("band sq z", "frame bandnorm"),
+    "max(band log z, frame)": ("band log z", "frame"),
+    "max(band abs-signed z, frame)": ("band abs-signed z", "frame"),
+    "max(band abs-signed z, band sq z)": ("band abs-signed z", "band sq z"),
+    "max(band abs-signed z, band sq z, frame)": ("band abs-signed z", "band sq z", "frame"),
 } | {f"max(band sq z smoothed {k}, frame)": (f"band sq z, smoothed {k}", "frame") for k in (4, 8, 16, 32)}
 
 

@@ -47,7 +47,6 @@ from .options import check_budget
 STATS_WINDOWS = 2000  # random windows that set the per-band mean and spread
 SCORE_WINDOWS = 1000  # random training windows that set each score view's centre and spread
 WARMUP_STEPS = 100
-BAND_ERROR_FLOOR = 1e-6  # the band view takes logs of mean squared errors (standardised units, about 0.1-1)
 TOP_FRAMES_FRACTION = (
     0.05  # the frame view averages the worst 5 % of a window's frames (6 of 122, 0.1 s: a short rattle burst)
 )
@@ -55,8 +54,8 @@ TOP_FRAMES_FRACTION = (
 
 SCORE_DESCRIPTION = (
     "squared reconstruction error of the per-band standardised, level-normalised log-mel window, "
-    "seen two ways: the worst band's mean over the window (each band's log mean minus its median on "
-    "normal training windows, over its standard deviation there), and the mean over bands of the worst 5 % "
+    "seen two ways: the worst band's mean over the window (each band's mean minus its median on normal "
+    "training windows, over its standard deviation there), and the mean over bands of the worst 5 % "
     "of frames; each minus its median on normal training windows, over its standard deviation there; "
     "the window score is the larger; per file: the alert level, the highest threshold at which the "
     "monitor's k-of-n rule would fire (`streamae anomaly score`)"
@@ -111,16 +110,12 @@ class SparseConvAE(nn.Module):
     def views(self, error: torch.Tensor) -> torch.Tensor:
         """Squared error [B, bands, frames] -> the two ways a fault shows, [B, 2]:
         the worst band's mean over the window (a whine or a resonance lives in a few bands all
-        the time), each band's log error in units of its own spread on normal windows
-        (`set_score_scale`), and the mean of the worst `top_frames` frames over all bands (a rattle
-        or a knock is broadband but brief). Without the per-band units the band view watched the
-        bands the model always reconstructs worst; with them a quiet band that is always well
-        reconstructed speaks up (benchmark dev faults: overall AUC 0.699 -> 0.726 for this view
-        alone). In logs, because a band's mean squared error has a long right tail: standardised
-        as it is, the worst of 64 bands lifted held-out normal dcase2020-id00 windows from 4.0 to
-        5.7 normal spreads; in logs they stay at 4.0."""
-        log_band = torch.log(error.mean(dim=2) + BAND_ERROR_FLOOR)
-        band = ((log_band - self.band_center) / self.band_scale).amax(dim=1)
+        the time), each band in units of its own spread on normal windows (`set_score_scale`),
+        and the mean of the worst `top_frames` frames over all bands (a rattle or a knock is
+        broadband but brief). Without the per-band units the band view watched the bands the
+        model always reconstructs worst; with them a quiet band that is always well reconstructed
+        speaks up (benchmark dev faults: overall AUC 0.699 -> 0.724 for this view alone)."""
+        band = ((error.mean(dim=2) - self.band_center) / self.band_scale).amax(dim=1)
         frame = torch.topk(error.mean(dim=1), self.top_frames, dim=1).values.mean(dim=1)
         return torch.stack([band, frame], dim=1)
 
@@ -146,7 +141,7 @@ class SparseConvAE(nn.Module):
 
     @torch.no_grad()
     def set_score_scale(self, windows: torch.Tensor, batch: int = 256) -> None:
-        """Centre (median) and spread (std) of each band's log mean error, then of each view, on
+        """Centre (median) and spread (std) of each band's mean error, then of each view, on
         normal windows."""
         self.eval()
         error = torch.cat(
@@ -157,7 +152,7 @@ class SparseConvAE(nn.Module):
                 )
             ]
         )
-        band = torch.log(error.mean(dim=2) + BAND_ERROR_FLOOR)
+        band = error.mean(dim=2)
         self.band_center.copy_(band.median(dim=0).values)
         self.band_scale.copy_(band.std(dim=0).clamp(min=1e-6))
         z = self.views(error)

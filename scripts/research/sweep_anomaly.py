@@ -103,8 +103,8 @@ VIEWS = {
 } | {f"band sq z, smoothed {k}": per_band(lambda r, k=k: (smoothed(r, k) ** 2).mean(2))
      for k in (4, 8, 16, 32)}
 COMBOS = {
-    "shipped max(band, frame)": ("band", "frame"),
-    "max(band sq z, frame)": ("band sq z", "frame"),
+    "max(band, frame) (shipped before issue 22)": ("band", "frame"),
+    "max(band sq z, frame) (shipped)": ("band sq z", "frame"),
     "max(band signed z, frame)": ("band signed z", "frame"),
     "max(band signed z, band, frame)": ("band signed z", "band", "frame"),
     "max(band signed z, frame bandnorm)": ("band signed z", "frame bandnorm"),

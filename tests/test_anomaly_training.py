@@ -85,20 +85,43 @@ def test_score_combines_a_worst_band_and_a_worst_frames_view(model, data):
     net = SparseConvAE(NetConfig.from_dict(ckpt["net"]))
     net.load_state_dict(ckpt["model"])
     assert net.top_frames == 6 and bool((net.score_scale != 1).all()) and bool((net.score_center > 0).all())
-    base = torch.full((1, 64, 122), 0.1)
+    base = net.band_center[None, :, None].expand(1, 64, 122).clone()  # every band at its normal error
     tone, rattle = base.clone(), base.clone()
-    tone[0, 20] = 1.0
-    rattle[0, :, 50:54] = 1.0
+    tone[0, 20] += 1.0
+    rattle[0, :, 50:54] += 1.0
     v = net.views(torch.cat([base, tone, rattle]))
-    gain = v[1:] / v[:1]  # [tone, rattle] x [band view, frame view], relative to no fault
-    assert gain[0, 0] > 5 * gain[0, 1]  # the tone lifts the band view
-    assert gain[1, 1] > 3 * gain[1, 0]  # the rattle lifts the frame view
+    lift = (v[1:] - v[:1]) / net.score_scale  # [tone, rattle] x [band view, frame view], in normal spreads
+    assert lift[0, 0] > 5 * lift[0, 1]  # the tone lifts the band view
+    assert lift[1, 1] > 3 * lift[1, 0]  # the rattle lifts the frame view
     with torch.no_grad():
         x = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 64, 122), np.float32))
         score, zin = net.eval()(x)[0], (x - net.mean) / net.std
         z = (net.views((net.decoder(net.encoder(zin)) - zin).pow(2)) - net.score_center) / net.score_scale
     torch.testing.assert_close(score, z.amax(dim=1))
-    assert "worst 5 % of frames" in AnomalyModel(model).info["score"]
+    described = AnomalyModel(model).info["score"]
+    assert "worst 5 % of frames" in described and "each band's mean minus its median" in described
+
+
+def test_the_band_view_counts_each_band_in_its_own_normal_spread(model, data):
+    """The same excess error lifts the band view most in the band the model reconstructs most
+    steadily on normal sound, and least in the one it reconstructs most erratically: a faint
+    whine in a quiet, well-modelled band is not drowned by a band that is always noisy."""
+    from streamae.train.anomaly import NetConfig, SparseConvAE
+
+    ckpt = torch.load(data / "run" / "checkpoint.pt", weights_only=False)
+    net = SparseConvAE(NetConfig.from_dict(ckpt["net"]))
+    net.load_state_dict(ckpt["model"])
+    assert bool((net.band_scale != 1).all()) and float(net.band_scale.max()) > 2 * float(net.band_scale.min())
+    steady, erratic = int(net.band_scale.argmin()), int(net.band_scale.argmax())
+    base = net.band_center[None, :, None].expand(1, 64, 122).clone()
+    bumps = base.repeat(2, 1, 1)
+    excess = float(net.band_scale.max())
+    bumps[0, steady] += excess
+    bumps[1, erratic] += excess
+    band_view = net.views(torch.cat([base, bumps]))[:, 0]
+    assert float(band_view[1]) > float(band_view[2]) + 0.5 * excess / float(net.band_scale.min())
+    assert float(band_view[0]) == pytest.approx(0.0, abs=1e-5)  # every band at its normal median
+    assert float(band_view[2]) == pytest.approx(1.0, rel=1e-4)  # one normal spread of the erratic band
 
 
 def test_training_resumes_from_its_checkpoint(model, data, capsys):

@@ -251,6 +251,7 @@ def train_model(
         "--run-dir",
         str(out.with_suffix("")) + "-run",
         "--fresh",
+        "--overwrite",
         "--threads",
         "1",
         "--log-seconds",
@@ -514,11 +515,10 @@ def report(res: dict, command: str, seconds: float) -> str:
         "(batch 512, seed 0). Both have fixed step budgets and seeds on 1 thread, so a rerun gives these "
         "numbers "
         "however busy the machine is. Window score: the larger of two views of the squared reconstruction "
-        "error, "
-        "each in units of its spread on normal training windows: the worst mel band's mean over the window "
+        "error, each in units of its spread on normal training windows: the worst mel band's mean over the "
+        "window, each band in units of its own normal spread "
         f"(tones, click resonances) and the mean over bands of the worst {100 * TOP_FRAMES_FRACTION:.0f} % "
-        "of frames "
-        "(brief broadband rattle).",
+        "of frames (brief broadband rattle).",
         "",
         f"### Real broken propellers ({c['val_anomalous']} windows of val/anomalous vs {c['val_normal']} of "
         "val/normal)",

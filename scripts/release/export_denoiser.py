@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from streamae import runtime
 from streamae.audio import SAMPLE_RATE
 from streamae.train.config import config_from_dict
 from streamae.train.data import MixConfig, Mixer, load_corpus
@@ -26,6 +27,11 @@ def main() -> None:
     p.add_argument("--dev-speech", nargs="+", required=True)
     p.add_argument("--dev-noise", nargs="+", required=True)
     p.add_argument("--training-note", default="", help="free text stored in the training metadata")
+    p.add_argument(
+        "--training-from", default=None, metavar="MODEL.onnx",
+        help="re-export a weights file (models/X.pt) after an exporter change, keeping the training "
+        "summary this model's metadata records",
+    )
     p.add_argument(
         "--weights-out", default=None, help="also write the weights (no optimizer) here, for --init"
     )
@@ -45,11 +51,14 @@ def main() -> None:
     probe, _ = Mixer(load_corpus(args.dev_speech, SAMPLE_RATE, 0.5),
                      load_corpus(args.dev_noise, SAMPLE_RATE, 0.2), [],
                      torch.device("cpu"), mix, seed=1234).batch(32)
-    training = {
-        "steps": ckpt["step"],
-        "minutes": round(ckpt["elapsed"] / 60, 1),
-        "checkpoint": Path(args.checkpoint).name,
-    }
+    if args.training_from:
+        training = runtime.metadata(runtime.session(args.training_from))["training"]
+    else:
+        training = {
+            "steps": ckpt["step"],
+            "minutes": round(ckpt["elapsed"] / 60, 1),
+            "checkpoint": Path(args.checkpoint).name,
+        }
     if args.training_note:
         training["note"] = args.training_note
     export(net, probe, args.output, training)

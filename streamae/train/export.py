@@ -143,7 +143,8 @@ def _(x, h0, weights):
 
 
 class _ExportedGRU(nn.Module):
-    """Stands in for an nn.GRU (same weights, same call) while exporting."""
+    """Stands in for an nn.GRU (same weights, same call) while exporting; called without a state,
+    it runs from zero states without a state input (as the across-frequency GRUs do)."""
 
     def __init__(self, gru: nn.GRU):
         super().__init__()
@@ -151,35 +152,23 @@ class _ExportedGRU(nn.Module):
             raise NotImplementedError("the exporter takes time-major, forward, biased GRUs only")
         self.gru = gru
 
-    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
+        if h0 is None:
+            return (_gru_from_zero(x, list(self.gru._flat_weights)),)
         return _gru(x, h0, list(self.gru._flat_weights))
 
 
-@torch.library.custom_op("streamae::bigru", mutates_args=())
-def _bigru(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
-    """A time-major, biased, one-layer bidirectional GRU from zero states -> [T, B, 2H], as one op
-    (see _gru), which becomes one bidirectional ONNX GRU node."""
-    h0 = x.new_zeros(2, x.shape[1], weights[1].shape[1])
-    return torch.gru(x, h0, weights, True, 1, 0.0, False, True, False)[0].clone()
+@torch.library.custom_op("streamae::gru_from_zero", mutates_args=())
+def _gru_from_zero(x: torch.Tensor, weights: list[torch.Tensor]) -> torch.Tensor:
+    """A time-major, biased, one-layer forward GRU from zero states -> [T, B, H], as one op (see
+    _gru), which becomes one ONNX GRU node with no state input."""
+    h0 = x.new_zeros(1, x.shape[1], weights[1].shape[1])
+    return torch.gru(x, h0, weights, True, 1, 0.0, False, False, False)[0].clone()
 
 
-@_bigru.register_fake
+@_gru_from_zero.register_fake
 def _(x, weights):
-    return x.new_empty(x.shape[0], x.shape[1], 2 * weights[1].shape[1])
-
-
-class _ExportedBiGRU(nn.Module):
-    """Stands in for a one-layer bidirectional nn.GRU called from zero states while exporting."""
-
-    def __init__(self, gru: nn.GRU):
-        super().__init__()
-        if not gru.bias or gru.num_layers != 1 or gru.batch_first:
-            raise NotImplementedError("the exporter takes time-major, one-layer, biased bidirectional "
-                                      "GRUs only")
-        self.gru = gru
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
-        return (_bigru(x, list(self.gru._flat_weights)),)
+    return x.new_empty(x.shape[0], x.shape[1], weights[1].shape[1])
 
 
 def _gru_as_onnx(x, h0, weights):
@@ -197,17 +186,13 @@ def _gru_as_onnx(x, h0, weights):
     return x, finals[0] if layers == 1 else op.Concat(*finals, axis=0)
 
 
-def _bigru_as_onnx(x, weights):
-    """streamae::bigru -> one bidirectional ONNX GRU node, its output [T, B, 2H] (forward first)."""
-    def stacked(k):
-        return op.Concat(op.Unsqueeze(_zrn(weights[k]), [0]), op.Unsqueeze(_zrn(weights[4 + k]), [0]), axis=0)
-
-    biases = op.Concat(op.Unsqueeze(op.Concat(_zrn(weights[2]), _zrn(weights[3]), axis=0), [0]),
-                       op.Unsqueeze(op.Concat(_zrn(weights[6]), _zrn(weights[7]), axis=0), [0]), axis=0)
-    hidden = weights[1].shape[1]
-    y, _ = op.GRU(x, stacked(0), stacked(1), biases, hidden_size=hidden, direction="bidirectional",
-                  linear_before_reset=1)  # [T, 2, B, H]
-    return op.Reshape(op.Transpose(y, perm=[0, 2, 1, 3]), [0, 0, -1])
+def _gru_from_zero_as_onnx(x, weights):
+    """streamae::gru_from_zero -> one ONNX GRU node without a state input, its output [T, B, H]."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    y, _ = op.GRU(x, op.Unsqueeze(_zrn(w_ih), [0]), op.Unsqueeze(_zrn(w_hh), [0]),
+                  op.Unsqueeze(op.Concat(_zrn(b_ih), _zrn(b_hh), axis=0), [0]),
+                  hidden_size=w_hh.shape[1], linear_before_reset=1)  # [T, 1, B, H]
+    return op.Squeeze(y, [1])
 
 
 def _zrn(stacked):
@@ -222,7 +207,7 @@ def _with_exported_grus(net: nn.Module) -> nn.Module:
     for name, module in list(net.named_modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, nn.GRU):
-                setattr(module, child_name, (_ExportedBiGRU if child.bidirectional else _ExportedGRU)(child))
+                setattr(module, child_name, _ExportedGRU(child))
     return net
 
 
@@ -270,7 +255,7 @@ def export_denoiser(net: DenoiserNet | GTCRNet, path: str | Path, metadata: dict
 
 
 _TRANSLATIONS = {torch.ops.streamae.gru.default: _gru_as_onnx,
-                 torch.ops.streamae.bigru.default: _bigru_as_onnx}
+                 torch.ops.streamae.gru_from_zero.default: _gru_from_zero_as_onnx}
 
 
 def _save(program, path: Path, meta: dict) -> None:

@@ -17,7 +17,8 @@ from .errors import BadArgument, BadArgumentType, StreamaeError
 from .resample import StreamResampler
 
 DEFAULT_MODEL = "live"  # a name in runtime.DENOISERS, or a path
-MAX_BLOCK_FRAMES = 2000  # frames per onnxruntime call when a lot of audio is waiting
+MAX_BLOCK_FRAMES = 128  # frames per onnxruntime call when a lot of audio is waiting: small enough that a
+# call's tensors stay in cache (quality: 82x real time a whole file at 128, 65x at 2000)
 MAX_CHANNELS = 64  # more is almost surely [samples, channels] (soundfile's layout) passed untransposed
 MAX_MAGNITUDE = 1000.0  # float samples beyond this are broken, not loud (full scale is 1)
 MIN_SAMPLE_RATE = 1000  # sample rates a stream accepts: telephone-band recordings (8 kHz) with room to

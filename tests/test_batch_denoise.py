@@ -203,6 +203,20 @@ def expected_workers() -> int:
     return 2 if (os.cpu_count() or 1) >= 2 else 0  # one core: --jobs 2 is capped, the parent works
 
 
+def start_batch(model: Path, src: Path, out: Path, writing: int, **popen) -> tuple[subprocess.Popen, list]:
+    """`streamae denoise SRC --out-dir OUT --jobs 2` started, and waited on until `writing` files
+    are being written; returns the process and their temporary files."""
+    cmd = [sys.executable, "-m", "streamae", "denoise", str(src), "--out-dir", str(out), "--jobs", "2",
+           "--model", str(model)]
+    run = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           **popen)
+    deadline = time.monotonic() + 120
+    while len(partial := list(out.glob(".*.partial-*"))) < writing:
+        assert run.poll() is None and time.monotonic() < deadline, run.stderr.read() if run.poll() else ""
+        time.sleep(0.002)
+    return run, partial
+
+
 @pytest.fixture
 def long_batch(tiny_model, tmp_path):
     """A batch of long files, started with --jobs 2 in its own session and waited on until both
@@ -212,14 +226,7 @@ def long_batch(tiny_model, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(6):
         write(src / f"long{i}.wav", 120.0, 16000, seed=i)
-    cmd = [sys.executable, "-m", "streamae", "denoise", str(src), "--out-dir", str(out), "--jobs", "2",
-           "--model", str(tiny_model)]
-    run = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
-    deadline = time.monotonic() + 120
-    while len(list(out.glob(".*.partial-*"))) < max(1, expected_workers()):
-        assert run.poll() is None and time.monotonic() < deadline, run.stderr.read() if run.poll() else ""
-        time.sleep(0.002)
+    run, _ = start_batch(tiny_model, src, out, max(1, expected_workers()), start_new_session=True)
     yield run, out, _workers(run.pid)
     if run.poll() is None:
         os.killpg(run.pid, signal.SIGKILL)
@@ -306,13 +313,7 @@ def test_a_worker_that_dies_fails_its_file_and_the_batch_goes_on(tiny_model, tmp
     src, out = tmp_path / "in", tmp_path / "out"
     for i in range(4):
         write(src / f"f{i}.wav", 40.0, 16000, seed=i)
-    cmd = [sys.executable, "-m", "streamae", "denoise", str(src), "--out-dir", str(out), "--jobs", "2",
-           "--model", str(tiny_model)]
-    run = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (partial := list(out.glob(".*.partial-*"))):
-        assert run.poll() is None and time.monotonic() < deadline
-        time.sleep(0.002)
+    run, partial = start_batch(tiny_model, src, out, 1)
     victim = int(partial[0].name.rsplit("-", 1)[1])
     os.kill(victim, signal.SIGKILL)
     stderr = run.communicate(timeout=120)[1]
@@ -321,5 +322,5 @@ def test_a_worker_that_dies_fails_its_file_and_the_batch_goes_on(tiny_model, tmp
     assert "the worker process died (killed by SIGKILL)" in stderr
     assert "Traceback" not in stderr
     assert not list(out.glob(".*.partial-*")) and len(list(out.glob("*.wav"))) == 3
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(run.args, cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0 and "done 1" in r.stderr and "skipped 3" in r.stderr, r.stderr

@@ -5,6 +5,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from ..audio import os_error, path_kind
 from ..denoise import Progress, denoise_file, plan_jobs, run_batch, summary
@@ -84,19 +85,8 @@ def _many(args: argparse.Namespace) -> int:
     # processes, not threads, share the cores
     make_denoiser = denoiser_factory(args, threads=1 if workers > 1 and not args.threads else None)
     make_denoiser()  # fail fast (bad model, --device cuda without CUDA) before any process starts
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise os_error(e, out_dir) from None
-    print(f"denoise: {len(jobs)} files -> {out_dir} with {workers} process(es)", file=sys.stderr)
-    progress = Progress(len(jobs))
-    try:
-        outcomes = run_batch(jobs, make_denoiser, workers, args.overwrite, progress)
-    except KeyboardInterrupt:
-        progress.interrupted()
-        raise
-    print(summary(outcomes), file=sys.stderr)
-    return 1 if any(o.status == "failed" for o in outcomes) else 0
+    return _run_batch(jobs, out_dir, f"{workers} process(es)",
+                      lambda progress: run_batch(jobs, make_denoiser, workers, args.overwrite, progress))
 
 
 def _on_ray(args: argparse.Namespace, jobs: list, out_dir: Path) -> int:
@@ -113,21 +103,27 @@ def _on_ray(args: argparse.Namespace, jobs: list, out_dir: Path) -> int:
     try:
         room = cluster.cluster_workers(ray, gpu)  # more actors than room would wait forever
         workers = min(args.jobs or room, room, len(jobs))
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise os_error(e, out_dir) from None
-        print(f"denoise: {len(jobs)} files -> {out_dir} with {workers} Ray worker(s)"
-              f"{' on GPUs' if gpu else ''}", file=sys.stderr)
-        progress = Progress(len(jobs))
-        try:
-            outcomes = cluster.run_batch_ray(ray, jobs, make_denoiser, workers, args.overwrite, progress,
-                                             gpu=gpu)
-        except KeyboardInterrupt:
-            progress.interrupted()
-            raise
+        return _run_batch(jobs, out_dir, f"{workers} Ray worker(s){' on GPUs' if gpu else ''}",
+                          lambda progress: cluster.run_batch_ray(ray, jobs, make_denoiser, workers,
+                                                                 args.overwrite, progress, gpu=gpu))
     finally:
         cluster.disconnect(ray)
+
+
+def _run_batch(jobs: list, out_dir: Path, where: str, run: Callable[[Progress], list]) -> int:
+    """The output folder, a progress line while `run` cleans, the summary and the exit status:
+    the same for local processes and Ray workers."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise os_error(e, out_dir) from None
+    print(f"denoise: {len(jobs)} files -> {out_dir} with {where}", file=sys.stderr)
+    progress = Progress(len(jobs))
+    try:
+        outcomes = run(progress)
+    except KeyboardInterrupt:
+        progress.interrupted()
+        raise
     print(summary(outcomes), file=sys.stderr)
     return 1 if any(o.status == "failed" for o in outcomes) else 0
 

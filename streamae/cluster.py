@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterator
@@ -79,9 +80,22 @@ def disconnect(ray) -> None:
     ray.shutdown()
 
 
-def cluster_workers(ray, gpu: bool = False) -> int:
-    """How many workers the cluster has room for: one per CPU (per GPU with `gpu`). GPU workers on
-    a cluster without a GPU would wait for one forever: that is an error."""
+@contextmanager
+def session(address: str | None, jobs: int | None, items: int,
+            gpu: bool = False) -> Iterator[tuple[object, int]]:
+    """A command's time on the cluster (see `connect`): yields ray and how many workers to start,
+    `jobs` or one per CPU (per GPU with `gpu`), never more than the cluster has room for (more
+    actors than room would wait forever) nor than `items`."""
+    ray = connect(address, num_cpus=jobs)
+    try:
+        room = _room(ray, gpu)
+        yield ray, max(1, min(jobs or room, room, items))
+    finally:
+        disconnect(ray)
+
+
+def _room(ray, gpu: bool) -> int:
+    """GPU workers on a cluster without a GPU would wait for one forever: that is an error."""
     room = int(ray.cluster_resources().get("GPU" if gpu else "CPU", 0))
     if gpu and room < 1:
         raise StreamaeError("--device cuda: no node of the Ray cluster has a GPU")

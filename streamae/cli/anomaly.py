@@ -150,11 +150,8 @@ def _score_on_ray(args: argparse.Namespace, policy) -> int:
                                  silence_db=args.silence_db, threads=1)
     make = partial(load_anomaly_model, options)
     work = partial(_score_one, hop=args.hop, policy=policy)
-    ray = cluster.connect(args.ray or None, num_cpus=args.jobs)
     failed, done, following = 0, {}, 0
-    try:
-        room = cluster.cluster_workers(ray)
-        workers = min(args.jobs or room, room, len(paths))
+    with cluster.session(args.ray or None, args.jobs, len(paths)) as (ray, workers):
         items = [os.path.abspath(p) for p in paths]
         for i, result in cluster.map_on_ray(ray, items, make, cluster.keep, work, workers):
             done[i] = result
@@ -166,8 +163,6 @@ def _score_on_ray(args: argparse.Namespace, policy) -> int:
                     failed += 1
                 else:
                     _print_score(args, path, dataclasses.replace(result, file=str(path)))
-    finally:
-        cluster.disconnect(ray)
     return 1 if failed else 0
 
 

@@ -99,15 +99,10 @@ def _on_ray(args: argparse.Namespace, jobs: list, out_dir: Path) -> int:
     # fail fast (bad model) before the cluster starts; on the CPU: GPUs may be on the workers alone
     denoiser_factory(argparse.Namespace(**{**vars(options), "device": "cpu"}), threads=1)()
     gpu = args.device == "cuda"
-    ray = cluster.connect(args.ray or None, num_cpus=args.jobs)
-    try:
-        room = cluster.cluster_workers(ray, gpu)  # more actors than room would wait forever
-        workers = min(args.jobs or room, room, len(jobs))
+    with cluster.session(args.ray or None, args.jobs, len(jobs), gpu) as (ray, workers):
         return _run_batch(jobs, out_dir, f"{workers} Ray worker(s){' on GPUs' if gpu else ''}",
                           lambda progress: cluster.run_batch_ray(ray, jobs, make_denoiser, workers,
                                                                  args.overwrite, progress, gpu=gpu))
-    finally:
-        cluster.disconnect(ray)
 
 
 def _run_batch(jobs: list, out_dir: Path, where: str, run: Callable[[Progress], list]) -> int:

@@ -72,6 +72,12 @@ def resolve_device(spec: str | int | None, kind: str) -> int:
     raise StreamaeError(f"{kind} device '{spec}' {why}; {kind} devices: {listing}")
 
 
+def device_rate(index: int) -> int:
+    """The rate a device runs at by itself. Asked for another, an audio server converts with its own
+    resampler (PulseAudio's default, speex-float-1, rolls off from about 5.5 kHz)."""
+    return int(sounddevice().query_devices(index)["default_samplerate"])
+
+
 def _count_device_xruns(worker: BlockWorker, status) -> None:
     if status and (status.input_overflow or status.output_underflow or status.input_underflow
                    or status.output_overflow):
@@ -94,7 +100,7 @@ def listen(process_block: ProcessBlock, *, sample_rate: int | None = None, block
     """
     sd = sounddevice()
     index = resolve_device(device, "input")
-    rate = int(sample_rate or sd.query_devices(index)["default_samplerate"])
+    rate = sample_rate or device_rate(index)
     frames = int(block_frames or rate // 100)
     worker = BlockWorker(process_block, frames, channels, sample_rate=rate, output=False,
                          history_seconds=max(history_seconds, 2 * frames / rate))
@@ -219,7 +225,7 @@ def run_devices(
     play = output_device is not None or not record
     out_index = resolve_device(output_device, "output") if play else None
     denoiser = load_denoiser()
-    rate = int(rate or sd.query_devices(in_index)["default_samplerate"])
+    rate = rate or device_rate(in_index)
     stream, worker = _worker_for(denoiser, rate, channels, chunk_ms, buffer_chunks)
     limit = int(duration_s * rate) if duration_s else None
     recorder: Recorder | None = None  # created last: nothing may fail between it and its close()

@@ -11,6 +11,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -191,25 +192,30 @@ def test_a_dead_or_hanging_webhook_never_stalls_the_audio(model, tmp_path):
 
 
 def test_mic_source_runs_through_the_live_worker(model, monkeypatch):
-    """The mic glue on top of streamae.live.listen, with a fake device feeding 100 ms blocks."""
+    """The mic glue on top of streamae.live.listen, with a fake 44.1 kHz device feeding 100 ms
+    blocks: the device is opened at its own rate (not asked for the model's), and converted here."""
     pytest.importorskip("streamae.live")
     from streamae.anomaly import mic
     from streamae.worker import BlockWorker
 
-    x = np.concatenate([machine(10, 2), machine(8, 2, True)])
+    device_rate = 44100
+    x = resample(np.concatenate([machine(10, 2), machine(8, 2, True)]), RATE, device_rate)
 
     @contextmanager
     def fake_listen(process_block, *, sample_rate, block_frames, channels, device, history_seconds):
         worker = BlockWorker(
             process_block, block_frames, channels, sample_rate=sample_rate, output=False, lossless=True
         )
+        assert sample_rate == device_rate and block_frames == device_rate // 10
         with worker:
             feeder = threading.Thread(target=lambda: (worker.feed(x[:, None]), worker.finish()))
             feeder.start()
             yield worker
             feeder.join()
 
-    monkeypatch.setattr(mic, "_listen", lambda: fake_listen)
+    fake_live = SimpleNamespace(listen=fake_listen, resolve_device=lambda spec, kind: 3,
+                                device_rate=lambda index: device_rate if index == 3 else 0)
+    monkeypatch.setattr(mic, "_live", lambda: fake_live)
     mon = Monitor(AnomalyModel(model), AlertPolicy(), [])
     mic.monitor_mic(mon, duration_s=3.0)
     mon.close()

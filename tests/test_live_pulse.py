@@ -8,42 +8,27 @@ STREAMAE_REQUIRE_PULSE=1, which turns the skip into a failure.
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 import threading
 
 import numpy as np
-import pytest
 import soundfile as sf
 
 from streamae import Denoiser
 
 from conftest import REPO, noise, speechlike
-from support.pulse_loopback import PulseLoopback, available
+from support.pulse_loopback import PulseLoopback, require_pulse
 
 RATE, CHUNK, BUFFER_CHUNKS = 48000, 480, 2
 HOP_PERIOD = 240  # the model's hop at 48 kHz: its output depends on where a signal starts modulo this
 
 
-def _require_pulse() -> None:
-    why = available()
-    if why is None:
-        try:
-            import sounddevice  # noqa: F401
-        except OSError as e:
-            why = f"PortAudio missing ({e})"
-    if why:
-        if os.environ.get("STREAMAE_REQUIRE_PULSE"):
-            pytest.fail(f"STREAMAE_REQUIRE_PULSE is set but {why}")
-        pytest.skip(why)
-
-
 def test_microphone_through_pulseaudio_matches_offline(tiny_model, tmp_path):
     """A real-time loop on a shared 2-core machine can glitch (a late block is passed through
     uncleaned, by design): up to 3 takes, each held to the same sample-exact comparison."""
-    _require_pulse()
+    require_pulse()
     for attempt in range(3):
         try:
             return _one_take(tiny_model, tmp_path / f"take{attempt}")

@@ -15,21 +15,23 @@ from .monitor import Monitor
 BLOCK_SECONDS = 0.1
 
 
-def _listen():
+def _live():
     try:
-        from ..live import listen
+        from .. import live
     except ImportError as e:
         raise StreamaeError(f"monitor mic: live input is not available in this installation ({e})") from None
-    return listen
+    return live
 
 
 def monitor_mic(monitor: Monitor, input_device: str | int | None = None, duration_s: float | None = None,
                 stats_every_s: float = 60.0) -> None:
     """Score the microphone until Ctrl-C (or `duration_s`); the caller closes the monitor."""
-    listen = _listen()
-    rate = monitor.model.features.sample_rate  # ask the device for the model's rate (PortAudio converts)
+    live = _live()
+    # the device's own rate, not the model's: the features convert it with soxr, which keeps the
+    # top bands the model listens to where an audio server's resampler may dull them
+    rate = live.device_rate(live.resolve_device(input_device, "input"))
     segment = monitor.segment(rate, 1, "mic")
-    with listen(segment.process, sample_rate=rate, block_frames=int(BLOCK_SECONDS * rate), channels=1,
+    with live.listen(segment.process, sample_rate=rate, block_frames=int(BLOCK_SECONDS * rate), channels=1,
                 device=input_device, history_seconds=10.0) as worker:
         started = last_stats = time.monotonic()
         while duration_s is None or time.monotonic() - started < duration_s:
@@ -39,3 +41,4 @@ def monitor_mic(monitor: Monitor, input_device: str | int | None = None, duratio
                 print(f"streamae: mic: {worker.stats.line()}", file=sys.stderr, flush=True)
                 last_stats = time.monotonic()
     segment.flush()
+

@@ -36,6 +36,23 @@ def available() -> str | None:
     return None
 
 
+def require_pulse() -> None:
+    """Skip a test where PulseAudio or PortAudio is missing; `.ci/run` installs both and sets
+    STREAMAE_REQUIRE_PULSE=1, which turns the skip into a failure."""
+    import pytest
+
+    why = available()
+    if why is None:
+        try:
+            import sounddevice  # noqa: F401
+        except OSError as e:
+            why = f"PortAudio missing ({e})"
+    if why:
+        if os.environ.get("STREAMAE_REQUIRE_PULSE"):
+            pytest.fail(f"STREAMAE_REQUIRE_PULSE is set but {why}")
+        pytest.skip(why)
+
+
 class PulseLoopback:
     def __init__(self, rate: int = 48000, channels: int = 1, rt_priority: int = 0):
         """rt_priority: run the server SCHED_FIFO (as rtkit would on a desktop); needs root."""

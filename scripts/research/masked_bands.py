@@ -1,6 +1,6 @@
 """Masked-band prediction as an anomaly view: predict each group of bands from the others.
 
-    python -m scripts.research.masked_bands --run runs/sweep/b64 --steps 15000
+    python -m scripts.research.masked_bands --run runs/sweep/b64 --steps 20000 [--group 8]
 
 The shipped autoencoder sees a fault and partly reconstructs it, so weak steady faults barely
 move its error (docs/experiments/anomaly.md, "Why 0.85 is out of reach for this design"). Here a
@@ -216,7 +216,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=bench.REPO.parent / "shared/data/machine")
     p.add_argument("--run", type=Path, required=True, help="sweep_anomaly's run folder (64 bands, defaults)")
-    p.add_argument("--steps", type=int, default=15000, help="masked-band predictor steps")
+    p.add_argument("--steps", type=int, default=20000, help="masked-band predictor steps")
     p.add_argument("--shipped-steps", type=int, default=4000)
     p.add_argument("--group", type=int, default=4, help="adjacent bands hidden together")
     p.add_argument("--hidden", type=int, default=96)

@@ -31,8 +31,8 @@ def monitor_mic(monitor: Monitor, input_device: str | int | None = None, duratio
     # top bands the model listens to where an audio server's resampler may dull them
     rate = live.device_rate(live.resolve_device(input_device, "input"))
     segment = monitor.segment(rate, 1, "mic")
-    with live.listen(segment.process, sample_rate=rate, block_frames=int(BLOCK_SECONDS * rate), channels=1,
-                device=input_device, history_seconds=10.0) as worker:
+    with live.listen(segment.process, sample_rate=rate, block_frames=int(BLOCK_SECONDS * rate),
+                     channels=1, device=input_device, history_seconds=10.0) as worker:
         started = last_stats = time.monotonic()
         while duration_s is None or time.monotonic() - started < duration_s:
             time.sleep(0.2)
@@ -41,4 +41,3 @@ def monitor_mic(monitor: Monitor, input_device: str | int | None = None, duratio
                 print(f"streamae: mic: {worker.stats.line()}", file=sys.stderr, flush=True)
                 last_stats = time.monotonic()
     segment.flush()
-

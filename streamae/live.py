@@ -72,6 +72,10 @@ def resolve_device(spec: str | int | None, kind: str) -> int:
     raise StreamaeError(f"{kind} device '{spec}' {why}; {kind} devices: {listing}")
 
 
+def device_name(index: int) -> str:
+    return str(sounddevice().query_devices(index)["name"])
+
+
 def device_rate(index: int) -> int:
     """The rate a device runs at by itself. Asked for another, an audio server converts with its own
     resampler (PulseAudio's default, speex-float-1, rolls off from about 5.5 kHz)."""
@@ -248,8 +252,8 @@ def run_devices(
     else:
         audio = _open(sd.InputStream, device=in_index, channels=channels, **common)
     device_ms = 1000 * (sum(audio.latency) if play else audio.latency)
-    names = f"{sd.query_devices(in_index)['name']}" + (
-        f" -> {sd.query_devices(out_index)['name']}" if play else ""
+    names = device_name(in_index) + (
+        f" -> {device_name(out_index)}" if play else ""
     )
     _print_latency(names, denoiser, stream, worker, device_ms, device=True)
     if record:

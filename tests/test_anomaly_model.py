@@ -191,7 +191,7 @@ def test_a_dead_or_hanging_webhook_never_stalls_the_audio(model, tmp_path):
     assert dead.close(wait_s=2.0) == 1 and dead.failed == 1 and "lost: no outbox" in logs[-1]
 
 
-def test_mic_source_runs_through_the_live_worker(model, monkeypatch):
+def test_mic_source_runs_through_the_live_worker(model, monkeypatch, capsys):
     """The mic glue on top of streamae.live.listen, with a fake 44.1 kHz device feeding 100 ms
     blocks: the device is opened at its own rate (not asked for the model's), and converted here."""
     pytest.importorskip("streamae.live")
@@ -214,11 +214,13 @@ def test_mic_source_runs_through_the_live_worker(model, monkeypatch):
             feeder.join()
 
     fake_live = SimpleNamespace(listen=fake_listen, resolve_device=lambda spec, kind: 3,
-                                device_rate=lambda index: device_rate if index == 3 else 0)
+                                device_rate=lambda index: device_rate if index == 3 else 0,
+                                device_name=lambda index: "fake USB microphone")
     monkeypatch.setattr(mic, "_live", lambda: fake_live)
     mon = Monitor(AnomalyModel(model), AlertPolicy(), [])
     mic.monitor_mic(mon, duration_s=3.0)
     mon.close()
+    assert "'fake USB microphone' at 44100 Hz" in capsys.readouterr().err
     assert len(mon.history) == 33  # 18 s of "microphone"
     assert [e["event"] for e in mon.events] == ["anomaly_start", "anomaly_end"]
     assert mon.events[0]["source"] == "mic" and 10 < mon.events[0]["offset_s"] < 14

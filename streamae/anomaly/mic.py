@@ -29,7 +29,10 @@ def monitor_mic(monitor: Monitor, input_device: str | int | None = None, duratio
     live = _live()
     # the device's own rate, not the model's: the features convert it with soxr, which keeps the
     # top bands the model listens to where an audio server's resampler may dull them
-    rate = live.device_rate(live.resolve_device(input_device, "input"))
+    index = live.resolve_device(input_device, "input")
+    rate = live.device_rate(index)
+    print(f"streamae: mic: listening on {live.device_name(index)!r} at {rate} Hz "
+          f"(the model's {monitor.model.features.sample_rate} Hz by soxr)", file=sys.stderr, flush=True)
     segment = monitor.segment(rate, 1, "mic")
     with live.listen(segment.process, sample_rate=rate, block_frames=int(BLOCK_SECONDS * rate),
                      channels=1, device=input_device, history_seconds=10.0) as worker:

@@ -35,7 +35,7 @@ def monitor_mic(monitor: Monitor, input_device: str | int | None = None, duratio
           f"(the model's {monitor.model.features.sample_rate} Hz by soxr)", file=sys.stderr, flush=True)
     segment = monitor.segment(rate, 1, "mic")
     with live.listen(segment.process, sample_rate=rate, block_frames=int(BLOCK_SECONDS * rate),
-                     channels=1, device=input_device, history_seconds=10.0) as worker:
+                     channels=1, device=index, history_seconds=10.0) as worker:
         started = last_stats = time.monotonic()
         while duration_s is None or time.monotonic() - started < duration_s:
             time.sleep(0.2)
